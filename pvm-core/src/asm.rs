@@ -1,0 +1,1 @@
+//! Placeholder: the assembler text format (being written).

@@ -1,0 +1,56 @@
+//! Gas cost models. Gas is charged once per basic block, when execution
+//! enters it (GP 0.8.0 §A.6); a model only says what each block costs.
+//!
+//! - [`Naive`]: one unit per instruction of the block, terminator included
+//!   (the GP 0.7.2 rule, charged per block: this is what reproduces the
+//!   gp-0.7 vectors, see `vectors/README.md`).
+//! - [`Table`]: costs supplied by the caller, by block start pc (the gp-0.8
+//!   vectors' `block-gas-costs`).
+//! - The GP 0.8.0 pipeline model implements the same trait.
+
+use crate::error::Error;
+use crate::program::Program;
+use alloc::vec::Vec;
+
+/// Computes the cost of a program's gas blocks.
+pub trait GasModel {
+    /// The cost of gas block `block` of `program` (see [`Program::block`]).
+    fn block_cost(&self, program: &Program, block: usize) -> Result<u64, Error>;
+}
+
+/// One gas per instruction, charged per block at block entry.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Naive;
+
+impl GasModel for Naive {
+    fn block_cost(&self, program: &Program, block: usize) -> Result<u64, Error> {
+        Ok(program.block(block).count() as u64)
+    }
+}
+
+/// Block costs given as a table of `(block start pc, cost)`.
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    costs: Vec<(u32, u64)>,
+}
+
+impl Table {
+    /// A table from `(pc, cost)` pairs, in any order.
+    pub fn new(mut costs: Vec<(u32, u64)>) -> Table {
+        costs.sort_unstable();
+        Table { costs }
+    }
+
+    /// The cost recorded for the block starting at `pc`.
+    pub fn get(&self, pc: u32) -> Option<u64> {
+        let i = self.costs.binary_search_by_key(&pc, |e| e.0).ok()?;
+        Some(self.costs[i].1)
+    }
+}
+
+impl GasModel for Table {
+    fn block_cost(&self, program: &Program, block: usize) -> Result<u64, Error> {
+        let pc = program.block_pc(block);
+        self.get(pc).ok_or(Error::MissingBlockCost { pc })
+    }
+}

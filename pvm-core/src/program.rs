@@ -1,0 +1,518 @@
+//! Program blobs (GP §A.2 `deblob`), validation per profile, and the
+//! pre-decoded program that every backend runs.
+
+use crate::codec::{self, Reader};
+use crate::error::Error;
+use crate::gas::GasModel;
+use crate::isa::*;
+use alloc::vec::Vec;
+
+/// The parts of a program blob: `E(|j|) ‖ E₁(z) ‖ E(|c|) ‖ E_z(j…) ‖ c ‖ E(k)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blob {
+    /// The dynamic jump table `j`.
+    pub jump_table: Vec<u32>,
+    /// Bytes per jump-table entry, `z`.
+    pub jump_table_entry_size: u8,
+    /// The code `c`.
+    pub code: Vec<u8>,
+    /// The opcode bitmask `k`, packed LSB-first, `ceil(|c| / 8)` bytes.
+    pub bitmask: Vec<u8>,
+}
+
+/// The largest code we accept (the GP's W_C bounds service code at 4 MB;
+/// this is a sanity bound against absurd length prefixes).
+const MAX_CODE_LEN: u64 = 1 << 28;
+
+impl Blob {
+    /// Splits a program blob into its parts. The decomposition must use every
+    /// byte (GP: it must be unique).
+    pub fn parse(bytes: &[u8]) -> Result<Blob, Error> {
+        let mut r = Reader::new(bytes);
+        let at = r.pos();
+        let jt_len = r.natural().ok_or(Error::Truncated {
+            what: "jump table length",
+            offset: at,
+        })?;
+        let at = r.pos();
+        let z = r.fixed(1).ok_or(Error::Truncated {
+            what: "jump table entry size",
+            offset: at,
+        })? as u8;
+        let at = r.pos();
+        let code_len = r.natural().ok_or(Error::Truncated {
+            what: "code length",
+            offset: at,
+        })?;
+        if code_len > MAX_CODE_LEN {
+            return Err(Error::OutOfRange {
+                what: "code length",
+                offset: at,
+                value: code_len,
+            });
+        }
+        if z > 4 && jt_len > 0 {
+            // Entries wider than 4 bytes cannot address 32-bit code offsets.
+            return Err(Error::OutOfRange {
+                what: "jump table entry size",
+                offset: 1,
+                value: u64::from(z),
+            });
+        }
+        let at = r.pos();
+        let jt_bytes = jt_len
+            .checked_mul(u64::from(z))
+            .filter(|&n| n <= r.rest().len() as u64);
+        let Some(jt_bytes) = jt_bytes else {
+            return Err(Error::Truncated {
+                what: "jump table",
+                offset: at,
+            });
+        };
+        let mut jump_table = Vec::with_capacity(jt_len as usize);
+        let mut jt = Reader::new(r.bytes(jt_bytes as usize).unwrap_or(&[]));
+        for _ in 0..jt_len {
+            jump_table.push(jt.fixed(usize::from(z)).unwrap_or(0) as u32);
+        }
+        let at = r.pos();
+        let code = r
+            .bytes(code_len as usize)
+            .ok_or(Error::Truncated {
+                what: "code",
+                offset: at,
+            })?
+            .to_vec();
+        let at = r.pos();
+        let mask_len = code.len().div_ceil(8);
+        let bitmask = r
+            .bytes(mask_len)
+            .ok_or(Error::Truncated {
+                what: "opcode bitmask",
+                offset: at,
+            })?
+            .to_vec();
+        if !r.rest().is_empty() {
+            return Err(Error::TrailingBytes {
+                what: "the opcode bitmask",
+                offset: r.pos(),
+            });
+        }
+        Ok(Blob {
+            jump_table,
+            jump_table_entry_size: z,
+            code,
+            bitmask,
+        })
+    }
+
+    /// Encodes the blob back to bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        codec::encode_natural(self.jump_table.len() as u64, &mut out);
+        out.push(self.jump_table_entry_size);
+        codec::encode_natural(self.code.len() as u64, &mut out);
+        for &e in &self.jump_table {
+            out.extend_from_slice(
+                &e.to_le_bytes()[..usize::from(self.jump_table_entry_size).min(4)],
+            );
+            out.extend(core::iter::repeat_n(
+                0,
+                usize::from(self.jump_table_entry_size).saturating_sub(4),
+            ));
+        }
+        out.extend_from_slice(&self.code);
+        out.extend_from_slice(&self.bitmask);
+        out
+    }
+
+    /// Whether code offset `i` is marked as an instruction start (`k[i] = 1`).
+    #[inline]
+    pub fn is_start(&self, i: usize) -> bool {
+        i < self.code.len() && (self.bitmask[i / 8] >> (i % 8)) & 1 == 1
+    }
+
+    /// The GP's `skip(i)`: bytes of arguments after the opcode at `i`.
+    pub fn skip(&self, i: usize) -> u32 {
+        for j in 0..24 {
+            let n = i + 1 + j;
+            if n >= self.code.len() || self.is_start(n) {
+                return j as u32;
+            }
+        }
+        24
+    }
+}
+
+/// Per-instruction flags of a [`Program`].
+pub(crate) mod flags {
+    /// In ϖ: a valid jump target.
+    pub const BLOCK_START: u8 = 1;
+    /// Not a real instruction: an invalid opcode (0.7) or the implicit trap
+    /// where the walk leaves the instructions (0.7). Behaves as `trap`.
+    pub const IMPLICIT_TRAP: u8 = 2;
+    /// Ends a gas block: a terminator or an implicit trap.
+    pub const ENDS_BLOCK: u8 = 4;
+}
+
+/// Marks an unresolvable jump target.
+pub const INVALID_TARGET: u32 = u32::MAX;
+
+/// A validated, pre-decoded program for one profile, with its block costs.
+///
+/// Instructions are numbered by *index* in code order; `pc(index)` gives the
+/// code offset. Jump targets and the jump table are resolved to indices (or
+/// [`INVALID_TARGET`]) once, here.
+#[derive(Clone, Debug)]
+pub struct Program {
+    profile: Profile,
+    blob: Blob,
+    pub(crate) insts: Vec<Instruction>,
+    pub(crate) pcs: Vec<u32>,
+    pub(crate) flags: Vec<u8>,
+    /// Resolved static target of each jump/branch (index), else INVALID_TARGET.
+    pub(crate) targets: Vec<u32>,
+    /// The jump table resolved to instruction indices.
+    pub(crate) jump_table: Vec<u32>,
+    /// Gas block of each instruction.
+    pub(crate) block_of: Vec<u32>,
+    /// First instruction index of each gas block (plus a sentinel at the end).
+    pub(crate) block_starts: Vec<u32>,
+    /// Cost of each gas block under the current gas model.
+    pub(crate) block_costs: Vec<u64>,
+}
+
+impl Program {
+    /// Parses, validates and pre-decodes a program blob under `profile`,
+    /// with the naive gas model (1 per instruction).
+    pub fn from_bytes(bytes: &[u8], profile: Profile) -> Result<Program, Error> {
+        Program::new(Blob::parse(bytes)?, profile)
+    }
+
+    /// Validates and pre-decodes `blob` under `profile`.
+    pub fn new(blob: Blob, profile: Profile) -> Result<Program, Error> {
+        let n = blob.code.len();
+        if profile == Profile::V0_8 {
+            validate_v0_8(&blob)?;
+        }
+        let mut insts = Vec::new();
+        let mut pcs = Vec::new();
+        let mut flags = Vec::new();
+        let mut i = 0usize;
+        // Walk every marked instruction start in order. In 0.8 validation has
+        // shown the walk visits exactly these; in 0.7 a walk that leaves them
+        // (a gap, or the end of the code) meets an implicit trap there.
+        while i < n {
+            if !blob.is_start(i) {
+                i += 1;
+                continue;
+            }
+            let skip = blob.skip(i);
+            let pc = i as u32;
+            match codec::decode(profile, &blob.code, pc, skip) {
+                Ok(inst) => {
+                    let f = if inst.is_terminator() {
+                        flags::ENDS_BLOCK
+                    } else {
+                        0
+                    };
+                    insts.push(inst);
+                    flags.push(f);
+                }
+                Err(_) => {
+                    // 0.7: an unknown opcode behaves as trap (0.8 rejected it above).
+                    insts.push(Instruction::Trap(NoArgs));
+                    flags.push(flags::IMPLICIT_TRAP | flags::ENDS_BLOCK);
+                }
+            }
+            pcs.push(pc);
+            let next = i + 1 + skip as usize;
+            if profile == Profile::V0_7 && (next >= n || !blob.is_start(next)) {
+                // The walk leaves the instruction starts here: implicit trap.
+                // (0.8 validation has ruled this out; past the final
+                // terminator nothing is reachable.)
+                insts.push(Instruction::Trap(NoArgs));
+                flags.push(flags::IMPLICIT_TRAP | flags::ENDS_BLOCK);
+                pcs.push(next as u32);
+            }
+            i = next.max(i + 1);
+        }
+        if n > 0 && pcs.first() != Some(&0) {
+            // Code offset 0 is not an instruction start: 0.7 runs it as trap.
+            insts.insert(0, Instruction::Trap(NoArgs));
+            flags.insert(0, flags::IMPLICIT_TRAP | flags::ENDS_BLOCK);
+            pcs.insert(0, 0);
+        }
+
+        // ϖ: index 0 and every instruction after a terminator, if valid.
+        let count = insts.len();
+        for idx in 0..count {
+            let valid = flags[idx] & flags::IMPLICIT_TRAP == 0;
+            let after_term = idx == 0
+                || (flags[idx - 1] & flags::IMPLICIT_TRAP == 0 && insts[idx - 1].is_terminator());
+            if valid && after_term {
+                flags[idx] |= flags::BLOCK_START;
+            }
+        }
+
+        let mut program = Program {
+            profile,
+            blob,
+            insts,
+            pcs,
+            flags,
+            targets: Vec::new(),
+            jump_table: Vec::new(),
+            block_of: Vec::new(),
+            block_starts: Vec::new(),
+            block_costs: Vec::new(),
+        };
+        program.targets = (0..count)
+            .map(|idx| program.resolve_static_target(idx))
+            .collect();
+        program.jump_table = program
+            .blob
+            .jump_table
+            .iter()
+            .map(|&pc| program.jump_target_index(pc))
+            .collect();
+
+        // Gas blocks: maximal runs ending at a terminator or implicit trap.
+        let mut block_of = Vec::with_capacity(count);
+        let mut block_starts = Vec::new();
+        let mut start_new = true;
+        for idx in 0..count {
+            if start_new {
+                block_starts.push(idx as u32);
+            }
+            block_of.push(block_starts.len() as u32 - 1);
+            start_new = program.flags[idx] & flags::ENDS_BLOCK != 0;
+        }
+        block_starts.push(count as u32);
+        program.block_of = block_of;
+        program.block_starts = block_starts;
+        program.set_gas_model(&crate::gas::Naive)?;
+        Ok(program)
+    }
+
+    /// The resolved static target of instruction `idx`. Under GP 0.8 a
+    /// branch whose fall-through is not in ϖ always panics, so its target
+    /// resolves to INVALID_TARGET too; `fallthrough` is a static jump to the
+    /// next instruction.
+    fn resolve_static_target(&self, idx: usize) -> u32 {
+        let strict = self.profile == Profile::V0_8;
+        let next_ok = idx + 1 < self.insts.len() && self.flags[idx + 1] & flags::BLOCK_START != 0;
+        let inst = self.insts[idx];
+        let target = match inst.args() {
+            Args::NoArgs(_) if matches!(inst, Instruction::Fallthrough(_)) => {
+                return if next_ok || !strict {
+                    idx as u32 + 1
+                } else {
+                    INVALID_TARGET
+                };
+            }
+            Args::OneOffset(a) => a.target,
+            Args::RegImmOffset(a) => a.target,
+            Args::TwoRegOffset(a) => a.target,
+            _ => return INVALID_TARGET,
+        };
+        let is_branch = !matches!(inst, Instruction::Jump(_) | Instruction::LoadImmJump(_));
+        if strict && is_branch && !next_ok {
+            return INVALID_TARGET;
+        }
+        self.jump_target_index(target)
+    }
+
+    /// The index of the instruction at `pc` if `pc` ∈ ϖ (a valid jump target).
+    pub(crate) fn jump_target_index(&self, pc: u32) -> u32 {
+        match self.index_of(pc) {
+            Some(idx) if self.flags[idx] & flags::BLOCK_START != 0 => idx as u32,
+            _ => INVALID_TARGET,
+        }
+    }
+
+    /// The index of the instruction (or implicit trap) at code offset `pc`.
+    pub fn index_of(&self, pc: u32) -> Option<usize> {
+        self.pcs.binary_search(&pc).ok()
+    }
+
+    /// Recomputes every block's cost with `model`.
+    pub fn set_gas_model(&mut self, model: &dyn GasModel) -> Result<(), Error> {
+        let blocks = self.block_count();
+        let mut costs = Vec::with_capacity(blocks);
+        for b in 0..blocks {
+            costs.push(model.block_cost(self, b)?);
+        }
+        self.block_costs = costs;
+        Ok(())
+    }
+
+    /// The profile this program was decoded for.
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+
+    /// The underlying blob.
+    pub fn blob(&self) -> &Blob {
+        &self.blob
+    }
+
+    /// Number of gas blocks.
+    pub fn block_count(&self) -> usize {
+        self.block_starts.len() - 1
+    }
+
+    /// The instructions of gas block `block`: `(pc, instruction, implicit)`
+    /// where `implicit` marks an implicit trap (0.7 only).
+    pub fn block(&self, block: usize) -> impl Iterator<Item = (u32, Instruction, bool)> + '_ {
+        let s = self.block_starts[block] as usize;
+        let e = self.block_starts[block + 1] as usize;
+        (s..e).map(move |i| {
+            (
+                self.pcs[i],
+                self.insts[i],
+                self.flags[i] & flags::IMPLICIT_TRAP != 0,
+            )
+        })
+    }
+
+    /// The code offset where gas block `block` starts.
+    pub fn block_pc(&self, block: usize) -> u32 {
+        self.pcs[self.block_starts[block] as usize]
+    }
+
+    /// The cost of gas block `block` under the current model.
+    pub fn block_cost(&self, block: usize) -> u64 {
+        self.block_costs[block]
+    }
+
+    /// Number of real instructions (not counting implicit traps).
+    pub fn instruction_count(&self) -> usize {
+        self.flags
+            .iter()
+            .filter(|&&f| f & flags::IMPLICIT_TRAP == 0)
+            .count()
+    }
+
+    /// Whether `pc` starts a valid instruction (the GP's `v_inst`).
+    pub fn is_instruction(&self, pc: u32) -> bool {
+        self.index_of(pc)
+            .is_some_and(|i| self.flags[i] & flags::IMPLICIT_TRAP == 0)
+    }
+
+    /// Whether `pc` is in ϖ, the set of basic-block starts.
+    pub fn is_block_start(&self, pc: u32) -> bool {
+        self.jump_target_index(pc) != INVALID_TARGET
+    }
+}
+
+/// GP 0.8.0 `v_blob`: the walk from 0 must visit only valid instructions and
+/// land exactly on the end of the code right after a terminator.
+fn validate_v0_8(blob: &Blob) -> Result<(), Error> {
+    let n = blob.code.len();
+    if n == 0 {
+        return Err(Error::EmptyCode);
+    }
+    let mut i = 0usize;
+    loop {
+        if i > 0 && i == n {
+            return Ok(());
+        }
+        if !blob.is_start(i) {
+            return Err(Error::NotInstructionStart { pc: i as u32 });
+        }
+        let byte = blob.code[i];
+        let Some(op) = Opcode::from_byte(Profile::V0_8, byte) else {
+            return Err(Error::UnknownOpcode { pc: i as u32, byte });
+        };
+        let next = i + 1 + blob.skip(i) as usize;
+        if next == n && !op.is_terminator() {
+            return Err(Error::MissingTerminator { pc: i as u32 });
+        }
+        i = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn blob(code: &[u8], starts: &[usize]) -> Vec<u8> {
+        let mut mask = vec![0u8; code.len().div_ceil(8)];
+        for &s in starts {
+            mask[s / 8] |= 1 << (s % 8);
+        }
+        Blob {
+            jump_table: vec![],
+            jump_table_entry_size: 0,
+            code: code.to_vec(),
+            bitmask: mask,
+        }
+        .to_bytes()
+    }
+
+    #[test]
+    fn parse_round_trips() {
+        let bytes = blob(&[51, 7, 1, 0], &[0, 3]);
+        let b = Blob::parse(&bytes).unwrap();
+        assert_eq!(b.to_bytes(), bytes);
+        assert_eq!(b.skip(0), 2);
+    }
+
+    #[test]
+    fn truncated_and_trailing_are_errors() {
+        let bytes = blob(&[51, 7, 1, 0], &[0, 3]);
+        for cut in 0..bytes.len() {
+            assert!(Blob::parse(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(matches!(
+            Blob::parse(&long),
+            Err(Error::TrailingBytes { .. })
+        ));
+    }
+
+    #[test]
+    fn v0_8_requires_final_terminator() {
+        let bytes = blob(&[51, 7, 1], &[0]);
+        assert_eq!(
+            Program::from_bytes(&bytes, Profile::V0_8).err(),
+            Some(Error::MissingTerminator { pc: 0 })
+        );
+        // 0.7 accepts it and runs into the implicit trap.
+        let p = Program::from_bytes(&bytes, Profile::V0_7).unwrap();
+        assert_eq!(p.pcs, vec![0, 3]);
+    }
+
+    #[test]
+    fn v0_8_rejects_unknown_opcodes_and_gaps() {
+        let bytes = blob(&[101, 0, 0], &[0, 2]);
+        assert!(Program::from_bytes(&bytes, Profile::V0_8).is_ok());
+        let bytes = blob(&[111, 0, 0], &[0, 2]);
+        assert_eq!(
+            Program::from_bytes(&bytes, Profile::V0_8).err(),
+            Some(Error::UnknownOpcode { pc: 0, byte: 111 })
+        );
+        let mut code = vec![51u8; 30];
+        code.push(0);
+        let bytes = blob(&code, &[0, 30]);
+        assert_eq!(
+            Program::from_bytes(&bytes, Profile::V0_8).err(),
+            Some(Error::NotInstructionStart { pc: 25 })
+        );
+        assert!(Program::from_bytes(&blob(&[], &[]), Profile::V0_8).is_err());
+    }
+
+    #[test]
+    fn basic_blocks() {
+        // 0: load_imm r7, 1 ; 3: jump 0 ; 5: trap
+        let bytes = blob(&[51, 7, 1, 40, 0xFD, 0], &[0, 3, 5]);
+        let p = Program::from_bytes(&bytes, Profile::V0_8).unwrap();
+        assert!(p.is_block_start(0));
+        assert!(!p.is_block_start(3));
+        assert!(p.is_block_start(5));
+        assert_eq!(p.block_count(), 2);
+        assert_eq!(p.targets[1], 0);
+    }
+}

@@ -1,0 +1,1 @@
+//! std conveniences for pvm-core.
