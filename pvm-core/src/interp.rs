@@ -661,7 +661,7 @@ impl<'p, M: Memory> Vm<'p, M> {
                     }
                 }),
                 Instruction::RemU64(a) => {
-                    three(r, a, &mut idx, |x, y| if y == 0 { x } else { x % y })
+                    three(r, a, &mut idx, |x, y| x.checked_rem(y).unwrap_or(x))
                 }
                 Instruction::RemS64(a) => three(r, a, &mut idx, |x, y| {
                     if y == 0 {

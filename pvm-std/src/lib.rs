@@ -1,1 +1,5 @@
-//! std conveniences for pvm-core.
+//! `pvm-std`: std conveniences around `pvm-core`: program loaders, the
+//! conformance-vector runner, and the `pvm` command-line tool.
+
+pub mod load;
+pub mod vectors;

@@ -1,1 +1,386 @@
-fn main() {}
+//! The `pvm` command: run programs, run conformance vectors, assemble and
+//! disassemble.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use pvm_core::asm::{assemble, detect, disassemble, Container};
+use pvm_core::gas::{Naive, Table};
+use pvm_core::{Exit, Profile, Vm};
+use pvm_std::load::load_file;
+use pvm_std::vectors::{self, GasChoice};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "pvm",
+    version,
+    about = "The Polkadot Virtual Machine (JAM Gray Paper 0.8.0 and 0.7.2)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ProfileArg {
+    #[value(name = "0.8")]
+    V08,
+    #[value(name = "0.7")]
+    V07,
+}
+
+impl From<ProfileArg> for Profile {
+    fn from(p: ProfileArg) -> Profile {
+        match p {
+            ProfileArg::V08 => Profile::V0_8,
+            ProfileArg::V07 => Profile::V0_7,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum GasModelArg {
+    /// One gas per instruction, charged per basic block (the GP 0.7.2 rule).
+    Naive,
+    /// Per-block costs from a table (`--gas-table` for `run`; the vectors'
+    /// `block-gas-costs` for `vectors`).
+    Table,
+    /// The GP 0.8.0 pipeline model.
+    Gp,
+}
+
+impl From<GasModelArg> for GasChoice {
+    fn from(g: GasModelArg) -> GasChoice {
+        match g {
+            GasModelArg::Naive => GasChoice::Naive,
+            GasModelArg::Table => GasChoice::Table,
+            GasModelArg::Gp => GasChoice::Gp,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    /// The interpreter.
+    Interp,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a program until it halts, panics, runs out of gas, faults or makes
+    /// a host call (no host is attached).
+    Run {
+        /// A standard program, a JAM code blob, or (with --raw) a program blob.
+        blob: PathBuf,
+        /// Treat the file as a bare program blob (empty memory, zero registers).
+        #[arg(long)]
+        raw: bool,
+        /// Initial program counter.
+        #[arg(long, default_value_t = 0)]
+        pc: u32,
+        /// Gas budget.
+        #[arg(long, default_value_t = i64::MAX as u64)]
+        gas: u64,
+        /// Register overrides applied after initialisation, e.g. `--reg r7=20`.
+        #[arg(long = "reg", value_parser = parse_reg)]
+        regs: Vec<(usize, u64)>,
+        #[arg(long, value_enum, default_value = "0.8")]
+        profile: ProfileArg,
+        #[arg(long = "gas-model", value_enum, default_value = "naive")]
+        gas_model: GasModelArg,
+        /// JSON file `[{"pc": N, "cost": N}, ...]` for `--gas-model table`.
+        #[arg(long = "gas-table")]
+        gas_table: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "interp")]
+        backend: BackendArg,
+        /// Print one JSON object on the last line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every JSON conformance vector in a folder.
+    Vectors {
+        dir: PathBuf,
+        /// Profile (default: implied by each file's format).
+        #[arg(long, value_enum)]
+        profile: Option<ProfileArg>,
+        /// Gas model (default: the file's table for gp-0.8 files, naive for gp-0.7).
+        #[arg(long = "gas-model", value_enum)]
+        gas_model: Option<GasModelArg>,
+        #[arg(long, value_enum, default_value = "interp")]
+        backend: BackendArg,
+    },
+    /// Print a program as assembly text (`pvm asm` turns it back into the
+    /// same bytes).
+    Disasm {
+        blob: PathBuf,
+        /// Treat the file as a bare program blob (default: detect standard
+        /// program, JAM code blob, or bare blob).
+        #[arg(long)]
+        raw: bool,
+        #[arg(long, value_enum, default_value = "0.8")]
+        profile: ProfileArg,
+    },
+    /// Assemble a text file into a program (standard program, JAM blob or
+    /// bare blob, as its directives say).
+    Asm {
+        file: PathBuf,
+        /// Output file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Profile for opcode numbers (a `.profile` directive overrides it).
+        #[arg(long, value_enum, default_value = "0.8")]
+        profile: ProfileArg,
+    },
+}
+
+fn parse_reg(s: &str) -> Result<(usize, u64), String> {
+    let (r, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected rN=VALUE"))?;
+    let idx: usize = r
+        .strip_prefix('r')
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n < 13)
+        .ok_or_else(|| format!("`{r}`: expected a register r0..r12"))?;
+    let value = parse_u64(v)
+        .ok_or_else(|| format!("`{v}`: expected a number (decimal, 0x hex, or negative)"))?;
+    Ok((idx, value))
+}
+
+fn parse_u64(s: &str) -> Option<u64> {
+    if let Some(h) = s.strip_prefix("0x") {
+        u64::from_str_radix(h, 16).ok()
+    } else if let Some(n) = s.strip_prefix('-') {
+        n.parse::<u64>()
+            .ok()
+            .and_then(|n| 0u64.checked_sub(n).or(if n == 0 { Some(0) } else { None }))
+            .or_else(|| n.parse::<i64>().ok().map(|n| (-n) as u64))
+    } else {
+        s.parse().ok()
+    }
+}
+
+fn status_str(exit: Exit) -> String {
+    match exit {
+        Exit::Halt => "halt".into(),
+        Exit::Panic => "panic".into(),
+        Exit::OutOfGas => "out-of-gas".into(),
+        Exit::PageFault(a) => format!("page-fault {a:#x}"),
+        Exit::HostCall(id) => format!("ecalli {id}"),
+    }
+}
+
+fn load_table(path: &PathBuf) -> Result<Table, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: invalid JSON: {e}", path.display()))?;
+    let arr = v
+        .as_array()
+        .ok_or_else(|| format!("{}: expected an array of {{pc, cost}}", path.display()))?;
+    let mut costs = Vec::new();
+    for (i, e) in arr.iter().enumerate() {
+        let pc = e
+            .get("pc")
+            .and_then(|x| x.as_u64())
+            .and_then(|x| u32::try_from(x).ok());
+        let cost = e.get("cost").and_then(|x| x.as_u64());
+        match (pc, cost) {
+            (Some(pc), Some(cost)) => costs.push((pc, cost)),
+            _ => {
+                return Err(format!(
+                    "{}: entry {i}: expected {{\"pc\": u32, \"cost\": u64}}",
+                    path.display()
+                ))
+            }
+        }
+    }
+    Ok(Table::new(costs))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_run(
+    blob: PathBuf,
+    raw: bool,
+    pc: u32,
+    gas: u64,
+    regs: Vec<(usize, u64)>,
+    profile: Profile,
+    gas_model: GasModelArg,
+    gas_table: Option<PathBuf>,
+    json: bool,
+) -> Result<(), String> {
+    let mut loaded = load_file(&blob, raw, profile, &[]).map_err(|e| e.to_string())?;
+    match gas_model {
+        GasModelArg::Naive => loaded
+            .program
+            .set_gas_model(&Naive)
+            .map_err(|e| e.to_string())?,
+        GasModelArg::Table => {
+            let path = gas_table.ok_or("--gas-model table needs --gas-table FILE")?;
+            let table = load_table(&path)?;
+            loaded
+                .program
+                .set_gas_model(&table)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        GasModelArg::Gp => {
+            return Err(
+                "not implemented yet: the GP 0.8.0 pipeline gas model (--gas-model gp)".into(),
+            )
+        }
+    }
+    let initial = loaded.initial;
+    let mut vm = Vm::new(&loaded.program, initial.memory, pc, gas);
+    *vm.regs_mut() = initial.regs;
+    if profile == Profile::V0_7 && !raw {
+        vm.set_heap(Some(initial.heap));
+    }
+    for (r, v) in regs {
+        vm.set_reg(r, v);
+    }
+    let start = std::time::Instant::now();
+    let exit = vm.run().map_err(|e| e.to_string())?;
+    let elapsed = start.elapsed();
+    let gas_used = gas - vm.gas();
+    println!("status:   {}", status_str(exit));
+    println!("pc:       {}", vm.pc());
+    println!("gas used: {gas_used}");
+    println!("time:     {:.3} ms", elapsed.as_secs_f64() * 1e3);
+    for (i, r) in vm.regs().iter().enumerate() {
+        println!("r{i:<2} = {r:#018x} ({r})");
+    }
+    if json {
+        let mut obj = serde_json::json!({
+            "status": match exit {
+                Exit::Halt => "halt",
+                Exit::Panic => "panic",
+                Exit::OutOfGas => "out-of-gas",
+                Exit::PageFault(_) => "page-fault",
+                Exit::HostCall(_) => "ecalli",
+            },
+            "pc": vm.pc(),
+            "gas_used": gas_used,
+            "gas": vm.gas(),
+            "regs": vm.regs().to_vec(),
+        });
+        match exit {
+            Exit::PageFault(a) => obj["page_fault_address"] = a.into(),
+            Exit::HostCall(id) => obj["hostcall"] = id.into(),
+            _ => {}
+        }
+        println!("{obj}");
+    }
+    Ok(())
+}
+
+fn cmd_vectors(
+    dir: PathBuf,
+    profile: Option<Profile>,
+    gas: Option<GasChoice>,
+) -> Result<bool, String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(format!("no .json files in {}", dir.display()));
+    }
+    let (mut passed, mut failed) = (0usize, 0usize);
+    for f in &files {
+        let name = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match vectors::run_file(f, profile, gas) {
+            Ok(()) => passed += 1,
+            Err(e) => {
+                failed += 1;
+                println!("FAIL {name}: {e}");
+            }
+        }
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(failed == 0)
+}
+
+fn cmd_disasm(blob: PathBuf, raw: bool, profile: Profile) -> Result<(), String> {
+    let bytes = std::fs::read(&blob).map_err(|e| format!("cannot read {}: {e}", blob.display()))?;
+    let container = if raw {
+        Container::Raw
+    } else {
+        detect(&bytes).ok_or_else(|| {
+            format!(
+                "{}: not a standard program, JAM code blob or program blob",
+                blob.display()
+            )
+        })?
+    };
+    let text =
+        disassemble(&bytes, container, profile).map_err(|e| format!("{}: {e}", blob.display()))?;
+    print!("{text}");
+    Ok(())
+}
+
+fn cmd_asm(file: PathBuf, output: PathBuf, profile: Profile) -> Result<(), String> {
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let bytes = assemble(&text, profile).map_err(|e| format!("{}: {e}", file.display()))?;
+    std::fs::write(&output, &bytes)
+        .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+    eprintln!("wrote {} bytes to {}", bytes.len(), output.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            blob,
+            raw,
+            pc,
+            gas,
+            regs,
+            profile,
+            gas_model,
+            gas_table,
+            backend: _,
+            json,
+        } => cmd_run(
+            blob,
+            raw,
+            pc,
+            gas,
+            regs,
+            profile.into(),
+            gas_model,
+            gas_table,
+            json,
+        )
+        .map(|()| true),
+        Command::Vectors {
+            dir,
+            profile,
+            gas_model,
+            backend: _,
+        } => cmd_vectors(dir, profile.map(Into::into), gas_model.map(Into::into)),
+        Command::Disasm { blob, raw, profile } => {
+            cmd_disasm(blob, raw, profile.into()).map(|()| true)
+        }
+        Command::Asm {
+            file,
+            output,
+            profile,
+        } => cmd_asm(file, output, profile.into()).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
