@@ -789,3 +789,195 @@ fn sbrk<M: Memory>(heap: &mut Option<Heap>, m: &mut M, size: u64) -> u64 {
     h.top = new as u32;
     u64::from(old)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::{run_with_host, Host, HostAction};
+    use crate::memory::PagedMemory;
+    use alloc::vec::Vec;
+
+    fn program(text: &str, profile: Profile) -> Program {
+        let bytes = crate::asm::assemble(text, profile).unwrap_or_else(|e| panic!("{e}"));
+        Program::from_bytes(&bytes, profile).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn halt_regs(vm: &mut Vm<'_, PagedMemory>) {
+        vm.set_reg(0, u64::from(HALT_ADDRESS));
+    }
+
+    #[test]
+    fn host_call_resumes_after_the_ecalli_without_charging_again() {
+        let p = program("ecalli 3\nload_imm r7, 5\njump_ind r0, 0\n", Profile::V0_8);
+        let mut vm = Vm::new(&p, PagedMemory::new(), 0, 100);
+        halt_regs(&mut vm);
+        assert_eq!(vm.run(), Ok(Exit::HostCall(3)));
+        assert_eq!((vm.pc(), vm.gas()), (0, 97)); // one block of 3 instructions
+        assert_eq!(vm.run(), Ok(Exit::Halt));
+        assert_eq!((vm.reg(7), vm.gas(), vm.pc()), (5, 97, 5));
+        assert_eq!(vm.run(), Err(Error::Finished));
+    }
+
+    #[test]
+    fn page_fault_is_resumable_once_the_page_is_mapped() {
+        let p = program("load_imm r8, 0x20010\nstore_ind_u32 r7, r8, 0\nload_ind_u32 r9, r8, 0\njump_ind r0, 0\n", Profile::V0_8);
+        let mut vm = Vm::new(&p, PagedMemory::new(), 0, 1000);
+        halt_regs(&mut vm);
+        vm.set_reg(7, 0xDEAD_BEEF);
+        assert_eq!(vm.run(), Ok(Exit::PageFault(0x20000)));
+        assert_eq!((vm.pc(), vm.gas(), vm.reg(9)), (5, 996, 0));
+        // Nothing was written; the fault does not clear the block flag.
+        assert!(vm.gas_charged());
+        vm.memory_mut().set_access(0x20, 1, Access::Read);
+        assert_eq!(
+            vm.run(),
+            Ok(Exit::PageFault(0x20000)),
+            "read-only page cannot be written"
+        );
+        vm.memory_mut().set_access(0x20, 1, Access::Write);
+        assert_eq!(vm.run(), Ok(Exit::Halt));
+        assert_eq!((vm.reg(9), vm.gas()), (0xDEAD_BEEF, 996));
+    }
+
+    #[test]
+    fn out_of_gas_changes_nothing_and_is_resumable() {
+        let p = program(
+            "load_imm r7, 1\njump next\nnext:\nload_imm r7, 2\nload_imm r8, 3\njump_ind r0, 0\n",
+            Profile::V0_8,
+        );
+        let mut vm = Vm::new(&p, PagedMemory::new(), 0, 4);
+        halt_regs(&mut vm);
+        assert_eq!(vm.run(), Ok(Exit::OutOfGas));
+        // First block (2 instructions) paid; the second (3) is not affordable.
+        assert_eq!((vm.pc(), vm.gas(), vm.reg(7), vm.reg(8)), (5, 2, 1, 0));
+        assert!(!vm.gas_charged());
+        vm.set_gas(3);
+        assert_eq!(vm.run(), Ok(Exit::Halt));
+        assert_eq!((vm.gas(), vm.reg(7), vm.reg(8)), (0, 2, 3));
+    }
+
+    #[test]
+    fn stepping_matches_running() {
+        let text = "load_imm r7, 10\nfallthrough\nloop:\nadd_imm_64 r7, r7, -1\nbranch_ne_imm r7, 0, loop\njump_ind r0, 0\n";
+        let p = program(text, Profile::V0_8);
+        let mut run = Vm::new(&p, PagedMemory::new(), 0, 1000);
+        halt_regs(&mut run);
+        assert_eq!(run.run(), Ok(Exit::Halt));
+        let mut step = Vm::new(&p, PagedMemory::new(), 0, 1000);
+        halt_regs(&mut step);
+        let mut steps = 0;
+        let exit = loop {
+            steps += 1;
+            if let Some(exit) = step.step().unwrap() {
+                break exit;
+            }
+        };
+        assert_eq!(exit, Exit::Halt);
+        assert_eq!(
+            (step.regs(), step.gas(), step.pc()),
+            (run.regs(), run.gas(), run.pc())
+        );
+        assert_eq!(steps, 2 + 10 * 2 + 1);
+    }
+
+    #[test]
+    fn tracer_sees_every_instruction() {
+        struct Pcs(Vec<u32>);
+        impl Tracer for Pcs {
+            fn instruction(&mut self, pc: u32, _: &Instruction, _: &[u64; 13], _: u64) {
+                self.0.push(pc);
+            }
+        }
+        let p = program("load_imm r7, 2\nfallthrough\nloop:\nadd_imm_64 r7, r7, -1\nbranch_ne_imm r7, 0, loop\ntrap\n", Profile::V0_8);
+        let mut vm = Vm::new(&p, PagedMemory::new(), 0, 1000);
+        let mut t = Pcs(Vec::new());
+        assert_eq!(vm.run_traced(&mut t), Ok(Exit::Panic));
+        assert_eq!(t.0, [0, 3, 4, 7, 4, 7, 10]);
+        assert_eq!(vm.pc(), 10);
+    }
+
+    #[test]
+    fn host_loop_serves_calls_until_halt() {
+        struct Counter(u32);
+        impl Host<PagedMemory> for Counter {
+            fn ecalli(&mut self, id: u32, vm: &mut Vm<'_, PagedMemory>) -> HostAction {
+                self.0 += 1;
+                vm.set_reg(7, vm.reg(7) + u64::from(id));
+                if vm.reg(7) > 100 {
+                    HostAction::Panic
+                } else {
+                    HostAction::Continue
+                }
+            }
+        }
+        let p = program(
+            "ecalli 1\necalli 2\necalli 3\njump_ind r0, 0\n",
+            Profile::V0_8,
+        );
+        let mut vm = Vm::new(&p, PagedMemory::new(), 0, 1000);
+        halt_regs(&mut vm);
+        let mut host = Counter(0);
+        assert_eq!(run_with_host(&mut vm, &mut host), Ok(Exit::Halt));
+        assert_eq!((host.0, vm.reg(7)), (3, 6));
+
+        let mut vm = Vm::new(&p, PagedMemory::new(), 0, 1000);
+        vm.set_reg(7, 99);
+        assert_eq!(run_with_host(&mut vm, &mut Counter(0)), Ok(Exit::Panic));
+        assert_eq!(vm.pc(), 2, "reported at the ecalli that ended the run");
+        assert!(vm.is_finished());
+    }
+
+    #[test]
+    fn v0_7_runs_into_the_implicit_trap_past_the_end() {
+        let p = program("load_imm r7, 1\nadd_imm_64 r7, r7, 1\n", Profile::V0_7);
+        let mut vm = Vm::new(&p, PagedMemory::new(), 0, 100);
+        assert_eq!(vm.run(), Ok(Exit::Panic));
+        assert_eq!((vm.pc(), vm.reg(7), vm.gas()), (6, 2, 97));
+    }
+
+    #[test]
+    fn v0_8_branch_with_a_bad_fall_through_panics_even_when_taken() {
+        // The branch is the last instruction: its fall-through is not in ϖ.
+        let p = program(
+            "start:\nload_imm r7, 0\nbranch_eq_imm r7, 0, start\n",
+            Profile::V0_8,
+        );
+        let mut vm = Vm::new(&p, PagedMemory::new(), 0, 100);
+        assert_eq!(vm.run(), Ok(Exit::Panic));
+        assert_eq!(vm.pc(), 2);
+        // 0.7 only checks the taken target: it loops until gas runs out.
+        let p = program(
+            "start:\nload_imm r7, 0\nbranch_eq_imm r7, 0, start\n",
+            Profile::V0_7,
+        );
+        let mut vm = Vm::new(&p, PagedMemory::new(), 0, 100);
+        assert_eq!(vm.run(), Ok(Exit::OutOfGas));
+    }
+
+    #[test]
+    fn v0_7_sbrk_grows_the_heap() {
+        let p = program(
+            "sbrk r8, r7\nsbrk r9, r10\nstore_ind_u8 r7, r8, 4095\ntrap\n",
+            Profile::V0_7,
+        );
+        let mut vm = Vm::new(&p, PagedMemory::new(), 0, 100);
+        vm.set_heap(Some(Heap {
+            top: 0x30000,
+            limit: 0x40000,
+        }));
+        vm.set_reg(7, 4096);
+        assert_eq!(vm.run(), Ok(Exit::Panic));
+        assert_eq!((vm.reg(8), vm.reg(9)), (0x30000, 0x31000));
+        assert_eq!(vm.memory().peek(0x30FFF), 0);
+        assert_eq!(vm.memory().page_access(0x30), Access::Write);
+        assert_eq!(vm.memory().page_access(0x31), Access::None);
+    }
+
+    #[test]
+    fn entry_that_is_not_an_instruction_panics_without_charging() {
+        let p = program("load_imm r7, 1\njump_ind r0, 0\n", Profile::V0_8);
+        let mut vm = Vm::new(&p, PagedMemory::new(), 1, 100);
+        assert_eq!(vm.run(), Ok(Exit::Panic));
+        assert_eq!(vm.gas(), 100);
+    }
+}
