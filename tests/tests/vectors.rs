@@ -3,7 +3,9 @@
 //! GP 0.7.2 with the naive per-block model).
 
 fn run_vector(path: &str, profile: pvm_core::Profile) {
-    if let Err(failure) = pvm_std::vectors::run_file(std::path::Path::new(path), Some(profile), None) {
+    if let Err(failure) =
+        pvm_std::vectors::run_file(std::path::Path::new(path), Some(profile), None)
+    {
         panic!("{path}: {failure}");
     }
 }

@@ -6,7 +6,12 @@
 //!   gp-0.7 vectors, see `vectors/README.md`).
 //! - [`Table`]: costs supplied by the caller, by block start pc (the gp-0.8
 //!   vectors' `block-gas-costs`).
-//! - The GP 0.8.0 pipeline model implements the same trait.
+//! - [`Pipeline`]: the GP 0.8.0 pipeline model (§A.9 "Gas Cost Model" and
+//!   §A.10 "Gas Cost Tables"), which the GP 0.8.0 profile charges.
+
+pub mod pipeline;
+
+pub use pipeline::Pipeline;
 
 use crate::error::Error;
 use crate::program::Program;
