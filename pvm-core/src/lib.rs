@@ -30,6 +30,6 @@ pub use gas::GasModel;
 pub use host::{run_with_host, Host, HostAction};
 pub use interp::{Exit, NoTracer, Tracer, Vm, HALT_ADDRESS};
 pub use isa::{Instruction, Opcode, Profile, Reg};
-pub use memory::{Access, Memory, PagedMemory, Trap, PAGE_SIZE};
+pub use memory::{Access, FlatMemory, Memory, PagedMemory, Trap, PAGE_SIZE};
 pub use program::{Blob, Program};
 pub use standard::{JamBlob, StandardProgram};

@@ -4,6 +4,7 @@
 use crate::codec::{self, Reader};
 use crate::error::Error;
 use crate::gas::GasModel;
+use crate::interp::Compiled;
 use crate::isa::*;
 use alloc::vec::Vec;
 
@@ -57,6 +58,16 @@ impl Blob {
                 what: "jump table entry size",
                 offset: 1,
                 value: u64::from(z),
+            });
+        }
+        if jt_len > bytes.len() as u64 {
+            // Only reachable with 0-byte entries (z = 0): more entries than the
+            // blob has bytes. An implementation limit, so that a few header
+            // bytes cannot make us allocate gigabytes.
+            return Err(Error::OutOfRange {
+                what: "jump table length",
+                offset: 0,
+                value: jt_len,
             });
         }
         let at = r.pos();
@@ -128,7 +139,11 @@ impl Blob {
     /// Whether code offset `i` is marked as an instruction start (`k[i] = 1`).
     #[inline]
     pub fn is_start(&self, i: usize) -> bool {
-        i < self.code.len() && (self.bitmask[i / 8] >> (i % 8)) & 1 == 1
+        i < self.code.len()
+            && self
+                .bitmask
+                .get(i / 8)
+                .is_some_and(|b| (b >> (i % 8)) & 1 == 1)
     }
 
     /// The GP's `skip(i)`: bytes of arguments after the opcode at `i`.
@@ -179,11 +194,13 @@ pub struct Program {
     pub(crate) block_starts: Vec<u32>,
     /// Cost of each gas block under the current gas model.
     pub(crate) block_costs: Vec<u64>,
+    /// The interpreter's pre-decoded form.
+    pub(crate) compiled: Compiled,
 }
 
 impl Program {
     /// Parses, validates and pre-decodes a program blob under `profile`,
-    /// with the naive gas model (1 per instruction).
+    /// with the naive gas model (1 per instruction per block).
     pub fn from_bytes(bytes: &[u8], profile: Profile) -> Result<Program, Error> {
         Program::new(Blob::parse(bytes)?, profile)
     }
@@ -191,6 +208,20 @@ impl Program {
     /// Validates and pre-decodes `blob` under `profile`.
     pub fn new(blob: Blob, profile: Profile) -> Result<Program, Error> {
         let n = blob.code.len();
+        if blob.bitmask.len() != n.div_ceil(8) {
+            return Err(Error::OutOfRange {
+                what: "opcode bitmask length (must be ceil(code length / 8))",
+                offset: 0,
+                value: blob.bitmask.len() as u64,
+            });
+        }
+        if n as u64 > MAX_CODE_LEN || blob.jump_table.len() as u64 > MAX_CODE_LEN {
+            return Err(Error::OutOfRange {
+                what: "code or jump table length",
+                offset: 0,
+                value: n as u64,
+            });
+        }
         if profile == Profile::V0_8 {
             validate_v0_8(&blob)?;
         }
@@ -265,6 +296,7 @@ impl Program {
             block_of: Vec::new(),
             block_starts: Vec::new(),
             block_costs: Vec::new(),
+            compiled: Compiled::default(),
         };
         program.targets = (0..count)
             .map(|idx| program.resolve_static_target(idx))
@@ -290,7 +322,10 @@ impl Program {
         block_starts.push(count as u32);
         program.block_of = block_of;
         program.block_starts = block_starts;
-        program.set_gas_model(&crate::gas::Naive)?;
+        program.block_costs = (0..program.block_count())
+            .map(|b| program.block(b).count() as u64)
+            .collect();
+        program.compiled = crate::interp::compile(&program);
         Ok(program)
     }
 
@@ -342,6 +377,7 @@ impl Program {
         for b in 0..blocks {
             costs.push(model.block_cost(self, b)?);
         }
+        self.compiled.set_costs(&self.block_starts, &costs);
         self.block_costs = costs;
         Ok(())
     }
@@ -502,6 +538,41 @@ mod tests {
             Some(Error::NotInstructionStart { pc: 25 })
         );
         assert!(Program::from_bytes(&blob(&[], &[]), Profile::V0_8).is_err());
+    }
+
+    #[test]
+    fn regression_zero_width_jump_table_cannot_force_huge_allocations() {
+        // Found by tests/tests/fuzz_decoders.rs: entry size 0 made the entry
+        // count unbounded (capacity overflow, or a 4 TiB allocation abort).
+        for bytes in [
+            &[0xFF, 0, 0, 0, 0, 0, 0, 0, 0x20, 0, 0][..],
+            &[0xF9, 0, 0, 0, 0, 0, 0, 0],
+            &[0xEF, 0xFF, 0xFF, 0xFF, 0, 0],
+        ] {
+            assert!(matches!(
+                Blob::parse(bytes),
+                Err(Error::OutOfRange {
+                    what: "jump table length",
+                    ..
+                })
+            ));
+        }
+    }
+
+    #[test]
+    fn regression_short_bitmask_is_an_error() {
+        // Found by the fuzz test: Program::new on a hand-built Blob indexed
+        // past its bitmask.
+        let blob = Blob {
+            jump_table: vec![],
+            jump_table_entry_size: 0,
+            code: vec![0],
+            bitmask: vec![],
+        };
+        assert!(matches!(
+            Program::new(blob, Profile::V0_7),
+            Err(Error::OutOfRange { .. })
+        ));
     }
 
     #[test]

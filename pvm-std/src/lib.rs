@@ -1,5 +1,6 @@
 //! `pvm-std`: std conveniences around `pvm-core`: program loaders, the
 //! conformance-vector runner, and the `pvm` command-line tool.
 
+pub mod doom;
 pub mod load;
 pub mod vectors;

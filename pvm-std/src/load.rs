@@ -1,7 +1,7 @@
 //! Loading programs from files: standard programs, JAM code blobs, raw blobs.
 
 use pvm_core::standard::Initial;
-use pvm_core::{Error, JamBlob, PagedMemory, Profile, Program, StandardProgram};
+use pvm_core::{Error, FlatMemory, JamBlob, Profile, Program, StandardProgram};
 use std::fmt;
 use std::path::Path;
 
@@ -33,7 +33,7 @@ pub struct Loaded {
     pub program: Program,
     /// Memory, registers and heap after Y (empty memory, zero registers for
     /// raw blobs).
-    pub initial: Initial<PagedMemory>,
+    pub initial: Initial<FlatMemory>,
 }
 
 /// A loading failure, naming the file and what was wrong.
@@ -54,7 +54,7 @@ pub fn load_bytes(bytes: &[u8], raw: bool, profile: Profile, args: &[u8]) -> Res
     if raw {
         let program = Program::from_bytes(bytes, profile)?;
         let initial = Initial {
-            memory: PagedMemory::new(),
+            memory: FlatMemory::new(),
             regs: [0; 13],
             heap: pvm_core::interp::Heap { top: 0, limit: 0 },
         };
@@ -73,7 +73,7 @@ pub fn load_bytes(bytes: &[u8], raw: bool, profile: Profile, args: &[u8]) -> Res
         },
     };
     let program = Program::from_bytes(&std_program.code, profile)?;
-    let initial = std_program.initialize::<PagedMemory>(args)?;
+    let initial = std_program.initialize::<FlatMemory>(args)?;
     Ok(Loaded {
         kind,
         program,

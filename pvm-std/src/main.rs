@@ -3,7 +3,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use pvm_core::asm::{assemble, detect, disassemble, Container};
-use pvm_core::gas::{Naive, Table};
+use pvm_core::gas::{Naive, Pipeline, Table};
 use pvm_core::{Exit, Profile, Vm};
 use pvm_std::load::load_file;
 use pvm_std::vectors::{self, GasChoice};
@@ -45,8 +45,19 @@ enum GasModelArg {
     /// Per-block costs from a table (`--gas-table` for `run`; the vectors'
     /// `block-gas-costs` for `vectors`).
     Table,
-    /// The GP 0.8.0 pipeline model.
+    /// The GP 0.8.0 pipeline model (GP 0.8.0 programs only).
     Gp,
+}
+
+impl GasModelArg {
+    /// The model `pvm run` uses when none is given: the one the profile's
+    /// GP version charges.
+    fn default_for(profile: Profile) -> GasModelArg {
+        match profile {
+            Profile::V0_8 => GasModelArg::Gp,
+            Profile::V0_7 => GasModelArg::Naive,
+        }
+    }
 }
 
 impl From<GasModelArg> for GasChoice {
@@ -86,8 +97,9 @@ enum Command {
         regs: Vec<(usize, u64)>,
         #[arg(long, value_enum, default_value = "0.8")]
         profile: ProfileArg,
-        #[arg(long = "gas-model", value_enum, default_value = "naive")]
-        gas_model: GasModelArg,
+        /// Gas model (default: gp under --profile 0.8, naive under --profile 0.7).
+        #[arg(long = "gas-model", value_enum)]
+        gas_model: Option<GasModelArg>,
         /// JSON file `[{"pc": N, "cost": N}, ...]` for `--gas-model table`.
         #[arg(long = "gas-table")]
         gas_table: Option<PathBuf>,
@@ -108,6 +120,25 @@ enum Command {
         gas_model: Option<GasModelArg>,
         #[arg(long, value_enum, default_value = "interp")]
         backend: BackendArg,
+    },
+    /// Run DOOM (../shared/programs/doom.spi): ext_initialize, then ticks;
+    /// writes chosen frames as PNG and reports frames per second.
+    Doom {
+        /// The DOOM program.
+        #[arg(long, default_value = "../shared/programs/doom.spi")]
+        program: PathBuf,
+        /// The WAD (Debian package freedoom).
+        #[arg(long, default_value = "/usr/share/games/doom/freedoom1.wad")]
+        wad: PathBuf,
+        /// Number of ext_tick calls.
+        #[arg(long, default_value_t = 600)]
+        ticks: u64,
+        /// Frame numbers (1-based) to write as PNG, e.g. `--save 100,642`.
+        #[arg(long, value_delimiter = ',')]
+        save: Vec<u64>,
+        /// Folder for the PNG files.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
     },
     /// Print a program as assembly text (`pvm asm` turns it back into the
     /// same bytes).
@@ -206,12 +237,12 @@ fn cmd_run(
     gas: u64,
     regs: Vec<(usize, u64)>,
     profile: Profile,
-    gas_model: GasModelArg,
+    gas_model: Option<GasModelArg>,
     gas_table: Option<PathBuf>,
     json: bool,
 ) -> Result<(), String> {
     let mut loaded = load_file(&blob, raw, profile, &[]).map_err(|e| e.to_string())?;
-    match gas_model {
+    match gas_model.unwrap_or(GasModelArg::default_for(profile)) {
         GasModelArg::Naive => loaded
             .program
             .set_gas_model(&Naive)
@@ -224,11 +255,10 @@ fn cmd_run(
                 .set_gas_model(&table)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
         }
-        GasModelArg::Gp => {
-            return Err(
-                "not implemented yet: the GP 0.8.0 pipeline gas model (--gas-model gp)".into(),
-            )
-        }
+        GasModelArg::Gp => loaded
+            .program
+            .set_gas_model(&Pipeline)
+            .map_err(|e| format!("--gas-model gp: {e}"))?,
     }
     let initial = loaded.initial;
     let mut vm = Vm::new(&loaded.program, initial.memory, pc, gas);
@@ -306,6 +336,53 @@ fn cmd_vectors(
     Ok(failed == 0)
 }
 
+fn cmd_doom(
+    program: PathBuf,
+    wad: PathBuf,
+    ticks: u64,
+    save: Vec<u64>,
+    out: PathBuf,
+) -> Result<(), String> {
+    let wad_bytes = std::fs::read(&wad).map_err(|e| {
+        format!(
+            "cannot read {}: {e} (install the Debian package freedoom)",
+            wad.display()
+        )
+    })?;
+    let loaded = load_file(&program, false, Profile::V0_8, &[]).map_err(|e| e.to_string())?;
+    let mut host = pvm_std::doom::DoomHost::new(wad_bytes);
+    host.save = save;
+    host.save_dir = Some(out);
+    let s = pvm_std::doom::run(&loaded.program, loaded.initial.memory, &mut host, ticks)?;
+    println!(
+        "ext_initialize: gas {} in {:.1} ms",
+        s.init_gas,
+        s.init_time.as_secs_f64() * 1e3
+    );
+    println!(
+        "{ticks} x ext_tick: gas {} in {:.1} ms",
+        s.ticks_gas,
+        s.ticks_time.as_secs_f64() * 1e3
+    );
+    let secs = s.ticks_time.as_secs_f64();
+    println!(
+        "frames: {} ({:.1} frames/s over the ticks)",
+        s.frames,
+        if secs > 0.0 {
+            s.frames as f64 / secs
+        } else {
+            0.0
+        }
+    );
+    if let Some(h) = s.last_frame_hash {
+        println!("last frame FNV-1a 64: {h:016x}");
+    }
+    for p in &host.saved {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
 fn cmd_disasm(blob: PathBuf, raw: bool, profile: Profile) -> Result<(), String> {
     let bytes = std::fs::read(&blob).map_err(|e| format!("cannot read {}: {e}", blob.display()))?;
     let container = if raw {
@@ -366,6 +443,13 @@ fn main() -> ExitCode {
             gas_model,
             backend: _,
         } => cmd_vectors(dir, profile.map(Into::into), gas_model.map(Into::into)),
+        Command::Doom {
+            program,
+            wad,
+            ticks,
+            save,
+            out,
+        } => cmd_doom(program, wad, ticks, save, out).map(|()| true),
         Command::Disasm { blob, raw, profile } => {
             cmd_disasm(blob, raw, profile.into()).map(|()| true)
         }

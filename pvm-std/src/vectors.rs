@@ -5,8 +5,8 @@
 //! - gp-0.7 (W3F v0.4, flat): `initial-regs`, `initial-page-map`,
 //!   `initial-memory`, `expected-*`; turned into the same steps.
 
-use pvm_core::gas::{GasModel, Naive, Table};
-use pvm_core::{Access, Exit, Memory, PagedMemory, Profile, Program, Vm, PAGE_SIZE};
+use pvm_core::gas::{GasModel, Naive, Pipeline, Table};
+use pvm_core::{Access, Exit, FlatMemory, Memory, Profile, Program, Vm, PAGE_SIZE};
 use serde_json::Value;
 use std::fmt;
 use std::path::Path;
@@ -18,7 +18,8 @@ pub enum GasChoice {
     Naive,
     /// The vector's own `block-gas-costs` (gp-0.8 format only).
     Table,
-    /// The GP 0.8.0 pipeline model.
+    /// The GP 0.8.0 pipeline model ([`Pipeline`]); a vector's
+    /// `block-gas-costs`, if it has them, must equal the model's costs.
     Gp,
 }
 
@@ -332,7 +333,34 @@ fn status_name(exit: Option<Exit>) -> &'static str {
     }
 }
 
+/// Checks `program`'s block costs (under the gas model it was given) against
+/// a `block-gas-costs` table: every basic block must have an entry, equal to
+/// the computed cost. Fails at the first block (in code order) that differs.
+pub fn check_block_costs(program: &Program, table: &[(u32, u64)]) -> Result<(), Failure> {
+    let table = Table::new(table.to_vec());
+    for b in 0..program.block_count() {
+        let pc = program.block_pc(b);
+        let computed = program.block_cost(b);
+        match table.get(pc) {
+            Some(expected) if expected == computed => {}
+            Some(expected) => {
+                return Err(Failure(format!(
+                    "block at pc {pc}: table says {expected}, model computes {computed}"
+                )))
+            }
+            None => {
+                return Err(Failure(format!(
+                    "block at pc {pc}: table has no entry, model computes {computed}"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs a vector under `profile` and `gas`; `Ok` if every assert holds.
+/// With [`GasChoice::Gp`] the vector's `block-gas-costs`, if it has them,
+/// must also equal the computed block costs (see [`check_block_costs`]).
 pub fn run(vector: &Vector, profile: Profile, gas: GasChoice) -> Result<(), Failure> {
     let program = match Program::from_bytes(&vector.program, profile) {
         Ok(mut p) => {
@@ -345,14 +373,15 @@ pub fn run(vector: &Vector, profile: Profile, gas: GasChoice) -> Result<(), Fail
                             .into(),
                     )),
                 },
-                GasChoice::Gp => {
-                    return Err(Failure(
-                        "not implemented: the GP 0.8.0 pipeline gas model".into(),
-                    ))
-                }
+                GasChoice::Gp => Box::new(Pipeline),
             };
             p.set_gas_model(model.as_ref())
                 .map_err(|e| Failure(format!("gas model: {e}")))?;
+            if gas == GasChoice::Gp {
+                if let Some(table) = &vector.block_gas_costs {
+                    check_block_costs(&p, table)?;
+                }
+            }
             Some(p)
         }
         // GP 0.8: a blob that fails deblob makes Ψ panic with everything unchanged.
@@ -361,15 +390,15 @@ pub fn run(vector: &Vector, profile: Profile, gas: GasChoice) -> Result<(), Fail
     let gas0 =
         u64::try_from(vector.initial_gas).map_err(|_| Failure("negative initial gas".into()))?;
     let mut regs = [0u64; 13];
-    let mut memory = PagedMemory::new();
+    let mut memory = FlatMemory::new();
     let mut pc = vector.initial_pc;
     let mut gas_left = gas0;
     let mut vm = program
         .as_ref()
-        .map(|p| Vm::new(p, PagedMemory::new(), vector.initial_pc, gas0));
+        .map(|p| Vm::new(p, FlatMemory::new(), vector.initial_pc, gas0));
     let mut last: Option<Exit> = None;
     for (i, step) in vector.steps.iter().enumerate() {
-        let mem: &mut PagedMemory = match vm.as_mut() {
+        let mem: &mut FlatMemory = match vm.as_mut() {
             Some(vm) => vm.memory_mut(),
             None => &mut memory,
         };
@@ -408,7 +437,7 @@ pub fn run(vector: &Vector, profile: Profile, gas: GasChoice) -> Result<(), Fail
                 None => last = Some(Exit::Panic),
             },
             Step::Assert(e) => {
-                let mem: &PagedMemory = match vm.as_ref() {
+                let mem: &FlatMemory = match vm.as_ref() {
                     Some(vm) => vm.memory(),
                     None => &memory,
                 };

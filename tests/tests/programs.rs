@@ -11,7 +11,8 @@ fn run_program(file: &str, iters: u64, expected_r7: u64, expected_instructions: 
         return;
     };
     let path = shared.join("programs").join(file);
-    let loaded = pvm_std::load::load_file(&path, false, Profile::V0_8, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = pvm_std::load::load_file(&path, false, Profile::V0_8, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
     let gas = 10_000_000_000u64;
     let mut vm = Vm::new(&loaded.program, loaded.initial.memory, 0, gas);
     *vm.regs_mut() = loaded.initial.regs;
@@ -19,7 +20,11 @@ fn run_program(file: &str, iters: u64, expected_r7: u64, expected_instructions: 
     let exit = vm.run().expect("runs");
     assert_eq!(exit, Exit::Halt, "{file}: exit at pc {}", vm.pc());
     assert_eq!(vm.reg(7), expected_r7, "{file}: result");
-    assert_eq!(gas - vm.gas(), expected_instructions, "{file}: instructions executed");
+    assert_eq!(
+        gas - vm.gas(),
+        expected_instructions,
+        "{file}: instructions executed"
+    );
 }
 
 // Reference figures: ../shared/programs/README.md.
@@ -35,7 +40,12 @@ fn sha256() {
 
 #[test]
 fn keccak() {
-    run_program("keccak.spi", 30_000, 16_798_156_629_428_360_832, 477_480_092);
+    run_program(
+        "keccak.spi",
+        30_000,
+        16_798_156_629_428_360_832,
+        477_480_092,
+    );
 }
 
 #[test]
@@ -56,8 +66,13 @@ fn one_iteration_results() {
         ("keccak.spi", 10_251_561_112_156_516_847),
         ("minicore.spi", 37_113),
     ] {
-        let loaded = pvm_std::load::load_file(&shared.join("programs").join(file), false, Profile::V0_8, &[])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let loaded = pvm_std::load::load_file(
+            &shared.join("programs").join(file),
+            false,
+            Profile::V0_8,
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let mut vm = Vm::new(&loaded.program, loaded.initial.memory, 0, u64::MAX);
         *vm.regs_mut() = loaded.initial.regs;
         vm.set_reg(7, 1);
@@ -74,7 +89,8 @@ fn jam_service_blob_loads() {
         return;
     };
     let path = shared.join("programs/jam/test-service.jam");
-    let loaded = pvm_std::load::load_file(&path, false, Profile::V0_7, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = pvm_std::load::load_file(&path, false, Profile::V0_7, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.kind, pvm_std::load::Kind::Jam);
     assert!(loaded.program.instruction_count() > 100);
 }

@@ -11,6 +11,10 @@ use crate::isa::*;
 use crate::memory::{Access, Memory, Trap, PAGE_SIZE};
 use crate::program::{flags, Program, INVALID_TARGET};
 
+mod compile;
+use compile::H;
+pub(crate) use compile::{compile, Compiled};
+
 /// Why execution stopped. These are the GP's exit reasons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Exit {
@@ -185,41 +189,48 @@ impl<'p, M: Memory> Vm<'p, M> {
         self.execute::<T, true>(tracer)
     }
 
-    fn start_index(&mut self) -> Result<Result<usize, Exit>, Error> {
+    /// Resolves where a run starts (charging the current block if it is not
+    /// paid yet): the op index, or an exit that happens before any
+    /// instruction runs.
+    fn start(&mut self) -> Result<Result<usize, Exit>, Error> {
         let p = self.program;
         match self.state {
-            State::Finished => Err(Error::Finished),
+            State::Finished => return Err(Error::Finished),
             State::AfterHostCall => {
                 self.state = State::Ready;
-                // pc is the ecalli, a real instruction; the next entry exists
-                // because an ecalli is never last in a valid program (0.8) or
-                // is followed by an implicit trap (0.7).
+                // pc is the ecalli; continue after it. An ecalli is never last
+                // in a valid 0.8 program; in 0.7 an implicit trap follows it.
                 match p.index_of(self.pc) {
-                    Some(i) if i + 1 < p.pcs.len() => {
-                        self.pc = p.pcs[i + 1];
-                        Ok(Ok(i + 1))
-                    }
+                    Some(i) if i + 1 < p.pcs.len() => self.pc = p.pcs[i + 1],
                     _ => {
                         self.state = State::Finished;
-                        Ok(Err(Exit::Panic))
+                        return Ok(Err(Exit::Panic));
                     }
                 }
             }
-            State::Ready => match p.index_of(self.pc) {
-                Some(i)
-                    if p.flags[i] & flags::IMPLICIT_TRAP == 0 || p.profile() == Profile::V0_7 =>
-                {
-                    Ok(Ok(i))
-                }
-                _ => {
-                    // Not an instruction start. GP 0.8: deblob(p, ı) fails, so
-                    // the result is panic with gas and state unchanged. GP 0.7:
-                    // the bitmask says this is no opcode, which traps.
-                    self.state = State::Finished;
-                    Ok(Err(Exit::Panic))
-                }
-            },
+            State::Ready => {}
         }
+        let i = match p.index_of(self.pc) {
+            Some(i) if p.flags[i] & flags::IMPLICIT_TRAP == 0 || p.profile() == Profile::V0_7 => i,
+            _ => {
+                // Not an instruction start. GP 0.8: deblob(p, ı) fails, so the
+                // result is panic with gas and state unchanged. GP 0.7: the
+                // bitmask says this is no opcode, which traps.
+                self.state = State::Finished;
+                return Ok(Err(Exit::Panic));
+            }
+        };
+        if !self.charged {
+            // Charge the whole block that holds pc (GP 0.8: ϱΔ(𝔏(ı))), even
+            // when entering mid-block.
+            let cost = p.block_costs[p.block_of[i] as usize];
+            if self.gas < cost {
+                return Ok(Err(Exit::OutOfGas));
+            }
+            self.gas -= cost;
+            self.charged = true;
+        }
+        Ok(Ok(i))
     }
 
     #[inline(always)]
@@ -227,508 +238,360 @@ impl<'p, M: Memory> Vm<'p, M> {
         &mut self,
         tracer: &mut T,
     ) -> Result<Option<Exit>, Error> {
-        let mut idx = match self.start_index()? {
+        let mut i = match self.start()? {
             Ok(i) => i,
             Err(exit) => return Ok(Some(exit)),
         };
         let p = self.program;
-        let strict = p.profile() == Profile::V0_8;
+        let c = &p.compiled;
+        let ops = &c.ops[..];
+        let costs = &c.costs[..];
+        let jt = &p.jump_table[..];
+        // Step mode only: whether the step ended a block (the next block is
+        // then charged by the next step, as in the GP's Ψ₁).
+        let mut charged = true;
+        // Hot state in locals; register 13 is the always-zero base register.
+        let mut regs = [0u64; 16];
+        regs[..13].copy_from_slice(&self.regs);
+        let mut gas = self.gas;
+        let m = &mut self.memory;
 
         macro_rules! exit {
             ($e:expr) => {{
-                self.pc = p.pcs[idx];
+                self.regs.copy_from_slice(&regs[..13]);
+                self.gas = gas;
+                self.pc = c.op_pc[i];
                 return Ok(Some($e));
             }};
         }
-        macro_rules! panic_exit {
-            () => {{
+        macro_rules! finish {
+            ($e:expr) => {{
                 self.state = State::Finished;
-                exit!(Exit::Panic)
+                exit!($e)
             }};
         }
         macro_rules! mem {
             ($e:expr) => {
                 match $e {
                     Ok(v) => v,
-                    Err(Trap::Panic) => panic_exit!(),
+                    Err(Trap::Panic) => finish!(Exit::Panic),
                     Err(Trap::Fault(a)) => exit!(Exit::PageFault(a)),
                 }
             };
         }
-        macro_rules! jump_to {
+        // Enter the block starting at op `t`, charging its cost (GP 0.8:
+        // the flag is cleared by the terminator and the next step pays).
+        macro_rules! goto {
             ($t:expr) => {{
-                let t: u32 = $t;
-                if t == INVALID_TARGET {
-                    panic_exit!();
-                }
-                self.charged = false;
-                idx = t as usize;
-            }};
-        }
-        macro_rules! branch {
-            ($cond:expr) => {{
-                let t = p.targets[idx];
-                if $cond {
-                    jump_to!(t);
+                let t: usize = $t;
+                if STEP {
+                    charged = false;
                 } else {
-                    // GP 0.8: both the target and the fall-through must be in ϖ,
-                    // taken or not (Program resolves both into `t`).
-                    if strict && t == INVALID_TARGET {
-                        panic_exit!();
+                    let cost = costs[t];
+                    if gas < cost {
+                        i = t;
+                        self.charged = false;
+                        exit!(Exit::OutOfGas);
                     }
-                    self.charged = false;
-                    idx += 1;
+                    gas -= cost;
                 }
+                i = t;
             }};
         }
         macro_rules! djump {
             ($addr:expr) => {{
-                let a: u32 = $addr;
-                if a == HALT_ADDRESS {
-                    self.state = State::Finished;
-                    exit!(Exit::Halt);
+                let addr: u32 = $addr;
+                if addr == HALT_ADDRESS {
+                    finish!(Exit::Halt);
                 }
-                let n = (a / 2) as usize;
-                if a == 0 || a % 2 == 1 || n > p.jump_table.len() {
-                    panic_exit!();
+                // Entry k of the table is address 2(k + 1); 0 and odd
+                // addresses are invalid (GP djump, Z_A = 2).
+                let k = (addr >> 1).wrapping_sub(1) as usize;
+                match jt.get(k) {
+                    Some(&t) if addr & 1 == 0 && t != INVALID_TARGET => goto!(t as usize),
+                    _ => finish!(Exit::Panic),
                 }
-                jump_to!(p.jump_table[n - 1]);
             }};
+        }
+        macro_rules! alu {
+            ($dst:expr, $value:expr $(,)?) => {{
+                let v = $value;
+                regs[$dst] = v;
+                i += 1;
+            }};
+        }
+        macro_rules! branch {
+            ($cond:expr, $op:expr) => {
+                if $cond {
+                    goto!($op.z as usize)
+                } else {
+                    goto!(i + 1)
+                }
+            };
         }
 
         loop {
-            if !self.charged {
-                let cost = p.block_costs[p.block_of[idx] as usize];
-                if self.gas < cost {
-                    exit!(Exit::OutOfGas);
-                }
-                self.gas -= cost;
-                self.charged = true;
+            let op = ops[i];
+            if T::ENABLED && i < p.insts.len() {
+                let mut r13 = [0u64; 13];
+                r13.copy_from_slice(&regs[..13]);
+                tracer.instruction(c.op_pc[i], &p.insts[i], &r13, gas);
             }
-            let inst = p.insts[idx];
-            if T::ENABLED {
-                tracer.instruction(p.pcs[idx], &inst, &self.regs, self.gas);
-            }
-            let r = &mut self.regs;
-            let m = &mut self.memory;
-            match inst {
-                Instruction::Trap(_) => panic_exit!(),
-                Instruction::Fallthrough(_) => {
-                    if strict {
-                        // GP 0.8: sjump to the next instruction.
-                        jump_to!(p.targets[idx]);
-                    } else {
-                        self.charged = false;
-                        idx += 1;
-                    }
-                }
-                Instruction::Unlikely(_) => idx += 1,
-                Instruction::Ecalli(a) => {
+            let a = usize::from(op.a & 15);
+            let b = usize::from(op.b & 15);
+            let d = usize::from(op.d & 15);
+            let x = sext(op.x);
+            match op.h {
+                H::Trap => finish!(Exit::Panic),
+                H::PanicAt => finish!(Exit::Panic),
+                H::Next => i += 1,
+                H::Fallthrough => goto!(i + 1),
+                H::Ecalli => {
                     self.state = State::AfterHostCall;
-                    exit!(Exit::HostCall(a.imm));
+                    exit!(Exit::HostCall(op.x));
                 }
-                Instruction::LoadImm64(a) => {
-                    r[a.a.index()] = a.imm;
-                    idx += 1;
+                H::Jump => goto!(op.z as usize),
+                H::JumpInd => djump!(regs[a].wrapping_add(x) as u32),
+                H::LoadImmJump => {
+                    regs[a] = x;
+                    goto!(op.z as usize);
                 }
-                Instruction::StoreImmU8(a) => {
-                    mem!(m.store(a.x, [a.y as u8]));
-                    idx += 1;
-                }
-                Instruction::StoreImmU16(a) => {
-                    mem!(m.store(a.x, (a.y as u16).to_le_bytes()));
-                    idx += 1;
-                }
-                Instruction::StoreImmU32(a) => {
-                    mem!(m.store(a.x, a.y.to_le_bytes()));
-                    idx += 1;
-                }
-                Instruction::StoreImmU64(a) => {
-                    mem!(m.store(a.x, sext(a.y).to_le_bytes()));
-                    idx += 1;
-                }
-                Instruction::Jump(_) => jump_to!(p.targets[idx]),
-                Instruction::JumpInd(a) => djump!(r[a.a.index()].wrapping_add(sext(a.imm)) as u32),
-                Instruction::LoadImm(a) => {
-                    r[a.a.index()] = sext(a.imm);
-                    idx += 1;
-                }
-                Instruction::LoadU8(a) => {
-                    r[a.a.index()] = u64::from(mem!(m.load::<1>(a.imm))[0]);
-                    idx += 1;
-                }
-                Instruction::LoadI8(a) => {
-                    r[a.a.index()] = mem!(m.load::<1>(a.imm))[0] as i8 as u64;
-                    idx += 1;
-                }
-                Instruction::LoadU16(a) => {
-                    r[a.a.index()] = u64::from(u16::from_le_bytes(mem!(m.load(a.imm))));
-                    idx += 1;
-                }
-                Instruction::LoadI16(a) => {
-                    r[a.a.index()] = i16::from_le_bytes(mem!(m.load(a.imm))) as u64;
-                    idx += 1;
-                }
-                Instruction::LoadU32(a) => {
-                    r[a.a.index()] = u64::from(u32::from_le_bytes(mem!(m.load(a.imm))));
-                    idx += 1;
-                }
-                Instruction::LoadI32(a) => {
-                    r[a.a.index()] = i32::from_le_bytes(mem!(m.load(a.imm))) as u64;
-                    idx += 1;
-                }
-                Instruction::LoadU64(a) => {
-                    r[a.a.index()] = u64::from_le_bytes(mem!(m.load(a.imm)));
-                    idx += 1;
-                }
-                Instruction::StoreU8(a) => {
-                    mem!(m.store(a.imm, [r[a.a.index()] as u8]));
-                    idx += 1;
-                }
-                Instruction::StoreU16(a) => {
-                    mem!(m.store(a.imm, (r[a.a.index()] as u16).to_le_bytes()));
-                    idx += 1;
-                }
-                Instruction::StoreU32(a) => {
-                    mem!(m.store(a.imm, (r[a.a.index()] as u32).to_le_bytes()));
-                    idx += 1;
-                }
-                Instruction::StoreU64(a) => {
-                    mem!(m.store(a.imm, r[a.a.index()].to_le_bytes()));
-                    idx += 1;
-                }
-                Instruction::StoreImmIndU8(a) => {
-                    mem!(m.store(addr(r[a.a.index()], a.x), [a.y as u8]));
-                    idx += 1;
-                }
-                Instruction::StoreImmIndU16(a) => {
-                    mem!(m.store(addr(r[a.a.index()], a.x), (a.y as u16).to_le_bytes()));
-                    idx += 1;
-                }
-                Instruction::StoreImmIndU32(a) => {
-                    mem!(m.store(addr(r[a.a.index()], a.x), a.y.to_le_bytes()));
-                    idx += 1;
-                }
-                Instruction::StoreImmIndU64(a) => {
-                    mem!(m.store(addr(r[a.a.index()], a.x), sext(a.y).to_le_bytes()));
-                    idx += 1;
-                }
-                Instruction::LoadImmJump(a) => {
-                    r[a.a.index()] = sext(a.imm);
-                    jump_to!(p.targets[idx]);
-                }
-                Instruction::BranchEqImm(a) => branch!(r[a.a.index()] == sext(a.imm)),
-                Instruction::BranchNeImm(a) => branch!(r[a.a.index()] != sext(a.imm)),
-                Instruction::BranchLtUImm(a) => branch!(r[a.a.index()] < sext(a.imm)),
-                Instruction::BranchLeUImm(a) => branch!(r[a.a.index()] <= sext(a.imm)),
-                Instruction::BranchGeUImm(a) => branch!(r[a.a.index()] >= sext(a.imm)),
-                Instruction::BranchGtUImm(a) => branch!(r[a.a.index()] > sext(a.imm)),
-                Instruction::BranchLtSImm(a) => {
-                    branch!((r[a.a.index()] as i64) < (sext(a.imm) as i64))
-                }
-                Instruction::BranchLeSImm(a) => {
-                    branch!((r[a.a.index()] as i64) <= (sext(a.imm) as i64))
-                }
-                Instruction::BranchGeSImm(a) => {
-                    branch!((r[a.a.index()] as i64) >= (sext(a.imm) as i64))
-                }
-                Instruction::BranchGtSImm(a) => {
-                    branch!((r[a.a.index()] as i64) > (sext(a.imm) as i64))
-                }
-                Instruction::MoveReg(a) => {
-                    r[a.d.index()] = r[a.a.index()];
-                    idx += 1;
-                }
-                Instruction::Sbrk(a) => {
-                    let size = r[a.a.index()];
-                    r[a.d.index()] = sbrk(&mut self.heap, m, size);
-                    idx += 1;
-                }
-                Instruction::CountSetBits64(a) => {
-                    two_reg(r, a, |x| u64::from(x.count_ones()), &mut idx)
-                }
-                Instruction::CountSetBits32(a) => {
-                    two_reg(r, a, |x| u64::from((x as u32).count_ones()), &mut idx)
-                }
-                Instruction::LeadingZeroBits64(a) => {
-                    two_reg(r, a, |x| u64::from(x.leading_zeros()), &mut idx)
-                }
-                Instruction::LeadingZeroBits32(a) => {
-                    two_reg(r, a, |x| u64::from((x as u32).leading_zeros()), &mut idx)
-                }
-                Instruction::TrailingZeroBits64(a) => {
-                    two_reg(r, a, |x| u64::from(x.trailing_zeros()), &mut idx)
-                }
-                Instruction::TrailingZeroBits32(a) => {
-                    two_reg(r, a, |x| u64::from((x as u32).trailing_zeros()), &mut idx)
-                }
-                Instruction::SignExtend8(a) => two_reg(r, a, |x| x as u8 as i8 as u64, &mut idx),
-                Instruction::SignExtend16(a) => two_reg(r, a, |x| x as u16 as i16 as u64, &mut idx),
-                Instruction::ZeroExtend16(a) => two_reg(r, a, |x| u64::from(x as u16), &mut idx),
-                Instruction::ReverseBytes(a) => two_reg(r, a, u64::swap_bytes, &mut idx),
-                Instruction::StoreIndU8(a) => {
-                    mem!(m.store(addr(r[a.b.index()], a.imm), [r[a.a.index()] as u8]));
-                    idx += 1;
-                }
-                Instruction::StoreIndU16(a) => {
-                    mem!(m.store(
-                        addr(r[a.b.index()], a.imm),
-                        (r[a.a.index()] as u16).to_le_bytes()
-                    ));
-                    idx += 1;
-                }
-                Instruction::StoreIndU32(a) => {
-                    mem!(m.store(
-                        addr(r[a.b.index()], a.imm),
-                        (r[a.a.index()] as u32).to_le_bytes()
-                    ));
-                    idx += 1;
-                }
-                Instruction::StoreIndU64(a) => {
-                    mem!(m.store(addr(r[a.b.index()], a.imm), r[a.a.index()].to_le_bytes()));
-                    idx += 1;
-                }
-                Instruction::LoadIndU8(a) => {
-                    r[a.a.index()] = u64::from(mem!(m.load::<1>(addr(r[a.b.index()], a.imm)))[0]);
-                    idx += 1;
-                }
-                Instruction::LoadIndI8(a) => {
-                    r[a.a.index()] = mem!(m.load::<1>(addr(r[a.b.index()], a.imm)))[0] as i8 as u64;
-                    idx += 1;
-                }
-                Instruction::LoadIndU16(a) => {
-                    r[a.a.index()] = u64::from(u16::from_le_bytes(mem!(
-                        m.load(addr(r[a.b.index()], a.imm))
-                    )));
-                    idx += 1;
-                }
-                Instruction::LoadIndI16(a) => {
-                    r[a.a.index()] =
-                        i16::from_le_bytes(mem!(m.load(addr(r[a.b.index()], a.imm)))) as u64;
-                    idx += 1;
-                }
-                Instruction::LoadIndU32(a) => {
-                    r[a.a.index()] = u64::from(u32::from_le_bytes(mem!(
-                        m.load(addr(r[a.b.index()], a.imm))
-                    )));
-                    idx += 1;
-                }
-                Instruction::LoadIndI32(a) => {
-                    r[a.a.index()] =
-                        i32::from_le_bytes(mem!(m.load(addr(r[a.b.index()], a.imm)))) as u64;
-                    idx += 1;
-                }
-                Instruction::LoadIndU64(a) => {
-                    r[a.a.index()] = u64::from_le_bytes(mem!(m.load(addr(r[a.b.index()], a.imm))));
-                    idx += 1;
-                }
-                Instruction::AddImm32(a) => reg_imm(r, a, &mut idx, |b, i| s32(b.wrapping_add(i))),
-                Instruction::AndImm(a) => reg_imm(r, a, &mut idx, |b, i| b & i),
-                Instruction::XorImm(a) => reg_imm(r, a, &mut idx, |b, i| b ^ i),
-                Instruction::OrImm(a) => reg_imm(r, a, &mut idx, |b, i| b | i),
-                Instruction::MulImm32(a) => reg_imm(r, a, &mut idx, |b, i| s32(b.wrapping_mul(i))),
-                Instruction::SetLtUImm(a) => reg_imm(r, a, &mut idx, |b, i| u64::from(b < i)),
-                Instruction::SetLtSImm(a) => {
-                    reg_imm(r, a, &mut idx, |b, i| u64::from((b as i64) < (i as i64)))
-                }
-                Instruction::ShloLImm32(a) => reg_imm(r, a, &mut idx, |b, i| s32(b << (i % 32))),
-                Instruction::ShloRImm32(a) => {
-                    reg_imm(r, a, &mut idx, |b, i| s32(u64::from(b as u32 >> (i % 32))))
-                }
-                Instruction::SharRImm32(a) => reg_imm(r, a, &mut idx, |b, i| {
-                    s32(((b as i32) >> (i % 32)) as u32 as u64)
-                }),
-                Instruction::NegAddImm32(a) => {
-                    reg_imm(r, a, &mut idx, |b, i| s32(i.wrapping_sub(b)))
-                }
-                Instruction::SetGtUImm(a) => reg_imm(r, a, &mut idx, |b, i| u64::from(b > i)),
-                Instruction::SetGtSImm(a) => {
-                    reg_imm(r, a, &mut idx, |b, i| u64::from((b as i64) > (i as i64)))
-                }
-                Instruction::ShloLImmAlt32(a) => reg_imm(r, a, &mut idx, |b, i| s32(i << (b % 32))),
-                Instruction::ShloRImmAlt32(a) => {
-                    reg_imm(r, a, &mut idx, |b, i| s32(u64::from(i as u32 >> (b % 32))))
-                }
-                Instruction::SharRImmAlt32(a) => reg_imm(r, a, &mut idx, |b, i| {
-                    s32(((i as i32) >> (b % 32)) as u32 as u64)
-                }),
-                Instruction::CmovIzImm(a) => {
-                    if r[a.b.index()] == 0 {
-                        r[a.a.index()] = sext(a.imm);
-                    }
-                    idx += 1;
-                }
-                Instruction::CmovNzImm(a) => {
-                    if r[a.b.index()] != 0 {
-                        r[a.a.index()] = sext(a.imm);
-                    }
-                    idx += 1;
-                }
-                Instruction::AddImm64(a) => reg_imm(r, a, &mut idx, |b, i| b.wrapping_add(i)),
-                Instruction::MulImm64(a) => reg_imm(r, a, &mut idx, |b, i| b.wrapping_mul(i)),
-                Instruction::ShloLImm64(a) => reg_imm(r, a, &mut idx, |b, i| b << (i % 64)),
-                Instruction::ShloRImm64(a) => reg_imm(r, a, &mut idx, |b, i| b >> (i % 64)),
-                Instruction::SharRImm64(a) => {
-                    reg_imm(r, a, &mut idx, |b, i| ((b as i64) >> (i % 64)) as u64)
-                }
-                Instruction::NegAddImm64(a) => reg_imm(r, a, &mut idx, |b, i| i.wrapping_sub(b)),
-                Instruction::ShloLImmAlt64(a) => reg_imm(r, a, &mut idx, |b, i| i << (b % 64)),
-                Instruction::ShloRImmAlt64(a) => reg_imm(r, a, &mut idx, |b, i| i >> (b % 64)),
-                Instruction::SharRImmAlt64(a) => {
-                    reg_imm(r, a, &mut idx, |b, i| ((i as i64) >> (b % 64)) as u64)
-                }
-                Instruction::RotR64Imm(a) => {
-                    reg_imm(r, a, &mut idx, |b, i| b.rotate_right((i % 64) as u32))
-                }
-                Instruction::RotR64ImmAlt(a) => {
-                    reg_imm(r, a, &mut idx, |b, i| i.rotate_right((b % 64) as u32))
-                }
-                Instruction::RotR32Imm(a) => reg_imm(r, a, &mut idx, |b, i| {
-                    s32(u64::from((b as u32).rotate_right((i % 32) as u32)))
-                }),
-                Instruction::RotR32ImmAlt(a) => reg_imm(r, a, &mut idx, |b, i| {
-                    s32(u64::from((i as u32).rotate_right((b % 32) as u32)))
-                }),
-                Instruction::BranchEq(a) => branch!(r[a.a.index()] == r[a.b.index()]),
-                Instruction::BranchNe(a) => branch!(r[a.a.index()] != r[a.b.index()]),
-                Instruction::BranchLtU(a) => branch!(r[a.a.index()] < r[a.b.index()]),
-                Instruction::BranchLtS(a) => {
-                    branch!((r[a.a.index()] as i64) < (r[a.b.index()] as i64))
-                }
-                Instruction::BranchGeU(a) => branch!(r[a.a.index()] >= r[a.b.index()]),
-                Instruction::BranchGeS(a) => {
-                    branch!((r[a.a.index()] as i64) >= (r[a.b.index()] as i64))
-                }
-                Instruction::LoadImmJumpInd(a) => {
-                    // The target uses B before A is written (they may be the same register).
-                    let target = r[a.b.index()].wrapping_add(sext(a.y)) as u32;
-                    r[a.a.index()] = sext(a.x);
+                H::LoadImmJumpInd => {
+                    // The target uses B before A is written (they may be one register).
+                    let target = regs[b].wrapping_add(sext(op.y)) as u32;
+                    regs[a] = x;
                     djump!(target);
                 }
-                Instruction::Add32(a) => three(r, a, &mut idx, |x, y| s32(x.wrapping_add(y))),
-                Instruction::Sub32(a) => three(r, a, &mut idx, |x, y| s32(x.wrapping_sub(y))),
-                Instruction::Mul32(a) => three(r, a, &mut idx, |x, y| s32(x.wrapping_mul(y))),
-                Instruction::DivU32(a) => three(r, a, &mut idx, |x, y| {
-                    let (x, y) = (x as u32, y as u32);
-                    if y == 0 {
-                        u64::MAX
-                    } else {
-                        s32(u64::from(x / y))
+                H::Sbrk => {
+                    regs[d] = sbrk(&mut self.heap, m, regs[a]);
+                    i += 1;
+                }
+                H::LoadImm64 => {
+                    regs[a] = u64::from(op.x) | (u64::from(op.y) << 32);
+                    i += 1;
+                }
+                H::LoadU8 => {
+                    regs[a] = u64::from(mem!(m.load::<1>(ea(regs[b], op.x)))[0]);
+                    i += 1;
+                }
+                H::LoadI8 => {
+                    regs[a] = mem!(m.load::<1>(ea(regs[b], op.x)))[0] as i8 as u64;
+                    i += 1;
+                }
+                H::LoadU16 => {
+                    regs[a] = u64::from(u16::from_le_bytes(mem!(m.load(ea(regs[b], op.x)))));
+                    i += 1;
+                }
+                H::LoadI16 => {
+                    regs[a] = i16::from_le_bytes(mem!(m.load(ea(regs[b], op.x)))) as u64;
+                    i += 1;
+                }
+                H::LoadU32 => {
+                    regs[a] = u64::from(u32::from_le_bytes(mem!(m.load(ea(regs[b], op.x)))));
+                    i += 1;
+                }
+                H::LoadI32 => {
+                    regs[a] = i32::from_le_bytes(mem!(m.load(ea(regs[b], op.x)))) as u64;
+                    i += 1;
+                }
+                H::LoadU64 => {
+                    regs[a] = u64::from_le_bytes(mem!(m.load(ea(regs[b], op.x))));
+                    i += 1;
+                }
+                H::StoreU8 => {
+                    mem!(m.store(ea(regs[b], op.x), [regs[a] as u8]));
+                    i += 1;
+                }
+                H::StoreU16 => {
+                    mem!(m.store(ea(regs[b], op.x), (regs[a] as u16).to_le_bytes()));
+                    i += 1;
+                }
+                H::StoreU32 => {
+                    mem!(m.store(ea(regs[b], op.x), (regs[a] as u32).to_le_bytes()));
+                    i += 1;
+                }
+                H::StoreU64 => {
+                    mem!(m.store(ea(regs[b], op.x), regs[a].to_le_bytes()));
+                    i += 1;
+                }
+                H::StoreImmU8 => {
+                    mem!(m.store(ea(regs[b], op.x), [op.y as u8]));
+                    i += 1;
+                }
+                H::StoreImmU16 => {
+                    mem!(m.store(ea(regs[b], op.x), (op.y as u16).to_le_bytes()));
+                    i += 1;
+                }
+                H::StoreImmU32 => {
+                    mem!(m.store(ea(regs[b], op.x), op.y.to_le_bytes()));
+                    i += 1;
+                }
+                H::StoreImmU64 => {
+                    mem!(m.store(ea(regs[b], op.x), sext(op.y).to_le_bytes()));
+                    i += 1;
+                }
+                H::BranchEqImm => branch!(regs[a] == x, op),
+                H::BranchNeImm => branch!(regs[a] != x, op),
+                H::BranchLtUImm => branch!(regs[a] < x, op),
+                H::BranchLeUImm => branch!(regs[a] <= x, op),
+                H::BranchGeUImm => branch!(regs[a] >= x, op),
+                H::BranchGtUImm => branch!(regs[a] > x, op),
+                H::BranchLtSImm => branch!((regs[a] as i64) < (x as i64), op),
+                H::BranchLeSImm => branch!((regs[a] as i64) <= (x as i64), op),
+                H::BranchGeSImm => branch!((regs[a] as i64) >= (x as i64), op),
+                H::BranchGtSImm => branch!((regs[a] as i64) > (x as i64), op),
+                H::BranchEq => branch!(regs[a] == regs[b], op),
+                H::BranchNe => branch!(regs[a] != regs[b], op),
+                H::BranchLtU => branch!(regs[a] < regs[b], op),
+                H::BranchLtS => branch!((regs[a] as i64) < (regs[b] as i64), op),
+                H::BranchGeU => branch!(regs[a] >= regs[b], op),
+                H::BranchGeS => branch!((regs[a] as i64) >= (regs[b] as i64), op),
+                // d = f(a)
+                H::MoveReg => alu!(d, regs[a]),
+                H::CountSetBits64 => alu!(d, u64::from(regs[a].count_ones())),
+                H::CountSetBits32 => alu!(d, u64::from((regs[a] as u32).count_ones())),
+                H::LeadingZeroBits64 => alu!(d, u64::from(regs[a].leading_zeros())),
+                H::LeadingZeroBits32 => alu!(d, u64::from((regs[a] as u32).leading_zeros())),
+                H::TrailingZeroBits64 => alu!(d, u64::from(regs[a].trailing_zeros())),
+                H::TrailingZeroBits32 => alu!(d, u64::from((regs[a] as u32).trailing_zeros())),
+                H::SignExtend8 => alu!(d, regs[a] as u8 as i8 as u64),
+                H::SignExtend16 => alu!(d, regs[a] as u16 as i16 as u64),
+                H::ZeroExtend16 => alu!(d, u64::from(regs[a] as u16)),
+                H::ReverseBytes => alu!(d, regs[a].swap_bytes()),
+                // a = f(b, imm)
+                H::AddImm32 => alu!(a, s32(regs[b].wrapping_add(x))),
+                H::AndImm => alu!(a, regs[b] & x),
+                H::XorImm => alu!(a, regs[b] ^ x),
+                H::OrImm => alu!(a, regs[b] | x),
+                H::MulImm32 => alu!(a, s32(regs[b].wrapping_mul(x))),
+                H::SetLtUImm => alu!(a, u64::from(regs[b] < x)),
+                H::SetLtSImm => alu!(a, u64::from((regs[b] as i64) < (x as i64))),
+                H::ShloLImm32 => alu!(a, s32(regs[b] << (x % 32))),
+                H::ShloRImm32 => alu!(a, s32(u64::from(regs[b] as u32 >> (x % 32)))),
+                H::SharRImm32 => alu!(a, ((regs[b] as i32) >> (x % 32)) as i64 as u64),
+                H::NegAddImm32 => alu!(a, s32(x.wrapping_sub(regs[b]))),
+                H::SetGtUImm => alu!(a, u64::from(regs[b] > x)),
+                H::SetGtSImm => alu!(a, u64::from((regs[b] as i64) > (x as i64))),
+                H::ShloLImmAlt32 => alu!(a, s32(x << (regs[b] % 32))),
+                H::ShloRImmAlt32 => alu!(a, s32(u64::from(x as u32 >> (regs[b] % 32)))),
+                H::SharRImmAlt32 => alu!(a, ((x as i32) >> (regs[b] % 32)) as i64 as u64),
+                H::CmovIzImm => {
+                    if regs[b] == 0 {
+                        regs[a] = x;
                     }
-                }),
-                Instruction::DivS32(a) => three(r, a, &mut idx, |x, y| {
-                    let (x, y) = (x as i32, y as i32);
-                    if y == 0 {
-                        u64::MAX
-                    } else {
-                        x.wrapping_div(y) as i64 as u64
+                    i += 1;
+                }
+                H::CmovNzImm => {
+                    if regs[b] != 0 {
+                        regs[a] = x;
                     }
-                }),
-                Instruction::RemU32(a) => three(r, a, &mut idx, |x, y| {
-                    let (x, y) = (x as u32, y as u32);
-                    if y == 0 {
-                        s32(u64::from(x))
-                    } else {
-                        s32(u64::from(x % y))
+                    i += 1;
+                }
+                H::AddImm64 => alu!(a, regs[b].wrapping_add(x)),
+                H::MulImm64 => alu!(a, regs[b].wrapping_mul(x)),
+                H::ShloLImm64 => alu!(a, regs[b] << (x % 64)),
+                H::ShloRImm64 => alu!(a, regs[b] >> (x % 64)),
+                H::SharRImm64 => alu!(a, ((regs[b] as i64) >> (x % 64)) as u64),
+                H::NegAddImm64 => alu!(a, x.wrapping_sub(regs[b])),
+                H::ShloLImmAlt64 => alu!(a, x << (regs[b] % 64)),
+                H::ShloRImmAlt64 => alu!(a, x >> (regs[b] % 64)),
+                H::SharRImmAlt64 => alu!(a, ((x as i64) >> (regs[b] % 64)) as u64),
+                H::RotR64Imm => alu!(a, regs[b].rotate_right((x % 64) as u32)),
+                H::RotR64ImmAlt => alu!(a, x.rotate_right((regs[b] % 64) as u32)),
+                H::RotR32Imm => alu!(
+                    a,
+                    s32(u64::from((regs[b] as u32).rotate_right((x % 32) as u32)))
+                ),
+                H::RotR32ImmAlt => {
+                    alu!(
+                        a,
+                        s32(u64::from((x as u32).rotate_right((regs[b] % 32) as u32)))
+                    )
+                }
+                // d = f(a, b)
+                H::Add32 => alu!(d, s32(regs[a].wrapping_add(regs[b]))),
+                H::Sub32 => alu!(d, s32(regs[a].wrapping_sub(regs[b]))),
+                H::Mul32 => alu!(d, s32(regs[a].wrapping_mul(regs[b]))),
+                H::DivU32 => alu!(d, div_u32(regs[a], regs[b])),
+                H::DivS32 => alu!(d, div_s32(regs[a], regs[b])),
+                H::RemU32 => alu!(d, rem_u32(regs[a], regs[b])),
+                H::RemS32 => alu!(d, rem_s32(regs[a], regs[b])),
+                H::ShloL32 => alu!(d, s32(regs[a] << (regs[b] % 32))),
+                H::ShloR32 => alu!(d, s32(u64::from(regs[a] as u32 >> (regs[b] % 32)))),
+                H::SharR32 => alu!(d, ((regs[a] as i32) >> (regs[b] % 32)) as i64 as u64),
+                H::Add64 => alu!(d, regs[a].wrapping_add(regs[b])),
+                H::Sub64 => alu!(d, regs[a].wrapping_sub(regs[b])),
+                H::Mul64 => alu!(d, regs[a].wrapping_mul(regs[b])),
+                H::DivU64 => alu!(d, regs[a].checked_div(regs[b]).unwrap_or(u64::MAX)),
+                H::DivS64 => alu!(d, div_s64(regs[a], regs[b])),
+                H::RemU64 => alu!(d, regs[a].checked_rem(regs[b]).unwrap_or(regs[a])),
+                H::RemS64 => alu!(d, rem_s64(regs[a], regs[b])),
+                H::ShloL64 => alu!(d, regs[a] << (regs[b] % 64)),
+                H::ShloR64 => alu!(d, regs[a] >> (regs[b] % 64)),
+                H::SharR64 => alu!(d, ((regs[a] as i64) >> (regs[b] % 64)) as u64),
+                H::And => alu!(d, regs[a] & regs[b]),
+                H::Xor => alu!(d, regs[a] ^ regs[b]),
+                H::Or => alu!(d, regs[a] | regs[b]),
+                H::MulUpperSS => alu!(
+                    d,
+                    ((i128::from(regs[a] as i64) * i128::from(regs[b] as i64)) >> 64) as u64,
+                ),
+                H::MulUpperUU => {
+                    alu!(
+                        d,
+                        ((u128::from(regs[a]) * u128::from(regs[b])) >> 64) as u64
+                    )
+                }
+                H::MulUpperSU => alu!(
+                    d,
+                    (i128::from(regs[a] as i64).wrapping_mul(i128::from(regs[b])) >> 64) as u64,
+                ),
+                H::SetLtU => alu!(d, u64::from(regs[a] < regs[b])),
+                H::SetLtS => alu!(d, u64::from((regs[a] as i64) < (regs[b] as i64))),
+                H::CmovIz => {
+                    if regs[b] == 0 {
+                        regs[d] = regs[a];
                     }
-                }),
-                Instruction::RemS32(a) => three(r, a, &mut idx, |x, y| {
-                    let (x, y) = (x as i32, y as i32);
-                    if y == 0 {
-                        x as i64 as u64
-                    } else {
-                        x.wrapping_rem(y) as i64 as u64
+                    i += 1;
+                }
+                H::CmovNz => {
+                    if regs[b] != 0 {
+                        regs[d] = regs[a];
                     }
-                }),
-                Instruction::ShloL32(a) => three(r, a, &mut idx, |x, y| s32(x << (y % 32))),
-                Instruction::ShloR32(a) => {
-                    three(r, a, &mut idx, |x, y| s32(u64::from(x as u32 >> (y % 32))))
+                    i += 1;
                 }
-                Instruction::SharR32(a) => three(r, a, &mut idx, |x, y| {
-                    s32(((x as i32) >> (y % 32)) as u32 as u64)
-                }),
-                Instruction::Add64(a) => three(r, a, &mut idx, u64::wrapping_add),
-                Instruction::Sub64(a) => three(r, a, &mut idx, u64::wrapping_sub),
-                Instruction::Mul64(a) => three(r, a, &mut idx, u64::wrapping_mul),
-                Instruction::DivU64(a) => {
-                    three(r, a, &mut idx, |x, y| x.checked_div(y).unwrap_or(u64::MAX))
+                H::RotL64 => alu!(d, regs[a].rotate_left((regs[b] % 64) as u32)),
+                H::RotL32 => {
+                    alu!(
+                        d,
+                        s32(u64::from(
+                            (regs[a] as u32).rotate_left((regs[b] % 32) as u32)
+                        ))
+                    )
                 }
-                Instruction::DivS64(a) => three(r, a, &mut idx, |x, y| {
-                    if y == 0 {
-                        u64::MAX
-                    } else {
-                        (x as i64).wrapping_div(y as i64) as u64
-                    }
-                }),
-                Instruction::RemU64(a) => {
-                    three(r, a, &mut idx, |x, y| x.checked_rem(y).unwrap_or(x))
+                H::RotR64 => alu!(d, regs[a].rotate_right((regs[b] % 64) as u32)),
+                H::RotR32 => {
+                    alu!(
+                        d,
+                        s32(u64::from(
+                            (regs[a] as u32).rotate_right((regs[b] % 32) as u32)
+                        ))
+                    )
                 }
-                Instruction::RemS64(a) => three(r, a, &mut idx, |x, y| {
-                    if y == 0 {
-                        x
-                    } else {
-                        (x as i64).wrapping_rem(y as i64) as u64
-                    }
-                }),
-                Instruction::ShloL64(a) => three(r, a, &mut idx, |x, y| x << (y % 64)),
-                Instruction::ShloR64(a) => three(r, a, &mut idx, |x, y| x >> (y % 64)),
-                Instruction::SharR64(a) => {
-                    three(r, a, &mut idx, |x, y| ((x as i64) >> (y % 64)) as u64)
-                }
-                Instruction::And(a) => three(r, a, &mut idx, |x, y| x & y),
-                Instruction::Xor(a) => three(r, a, &mut idx, |x, y| x ^ y),
-                Instruction::Or(a) => three(r, a, &mut idx, |x, y| x | y),
-                Instruction::MulUpperSS(a) => three(r, a, &mut idx, |x, y| {
-                    ((i128::from(x as i64) * i128::from(y as i64)) >> 64) as u64
-                }),
-                Instruction::MulUpperUU(a) => three(r, a, &mut idx, |x, y| {
-                    ((u128::from(x) * u128::from(y)) >> 64) as u64
-                }),
-                Instruction::MulUpperSU(a) => three(r, a, &mut idx, |x, y| {
-                    (i128::from(x as i64).wrapping_mul(i128::from(y)) >> 64) as u64
-                }),
-                Instruction::SetLtU(a) => three(r, a, &mut idx, |x, y| u64::from(x < y)),
-                Instruction::SetLtS(a) => {
-                    three(r, a, &mut idx, |x, y| u64::from((x as i64) < (y as i64)))
-                }
-                Instruction::CmovIz(a) => {
-                    if r[a.b.index()] == 0 {
-                        r[a.d.index()] = r[a.a.index()];
-                    }
-                    idx += 1;
-                }
-                Instruction::CmovNz(a) => {
-                    if r[a.b.index()] != 0 {
-                        r[a.d.index()] = r[a.a.index()];
-                    }
-                    idx += 1;
-                }
-                Instruction::RotL64(a) => {
-                    three(r, a, &mut idx, |x, y| x.rotate_left((y % 64) as u32))
-                }
-                Instruction::RotL32(a) => three(r, a, &mut idx, |x, y| {
-                    s32(u64::from((x as u32).rotate_left((y % 32) as u32)))
-                }),
-                Instruction::RotR64(a) => {
-                    three(r, a, &mut idx, |x, y| x.rotate_right((y % 64) as u32))
-                }
-                Instruction::RotR32(a) => three(r, a, &mut idx, |x, y| {
-                    s32(u64::from((x as u32).rotate_right((y % 32) as u32)))
-                }),
-                Instruction::AndInv(a) => three(r, a, &mut idx, |x, y| x & !y),
-                Instruction::OrInv(a) => three(r, a, &mut idx, |x, y| x | !y),
-                Instruction::Xnor(a) => three(r, a, &mut idx, |x, y| !(x ^ y)),
-                Instruction::Max(a) => {
-                    three(r, a, &mut idx, |x, y| (x as i64).max(y as i64) as u64)
-                }
-                Instruction::MaxU(a) => three(r, a, &mut idx, u64::max),
-                Instruction::Min(a) => {
-                    three(r, a, &mut idx, |x, y| (x as i64).min(y as i64) as u64)
-                }
-                Instruction::MinU(a) => three(r, a, &mut idx, u64::min),
+                H::AndInv => alu!(d, regs[a] & !regs[b]),
+                H::OrInv => alu!(d, regs[a] | !regs[b]),
+                H::Xnor => alu!(d, !(regs[a] ^ regs[b])),
+                H::Max => alu!(d, (regs[a] as i64).max(regs[b] as i64) as u64),
+                H::MaxU => alu!(d, regs[a].max(regs[b])),
+                H::Min => alu!(d, (regs[a] as i64).min(regs[b] as i64) as u64),
+                H::MinU => alu!(d, regs[a].min(regs[b])),
             }
-            if STEP {
-                self.pc = p.pcs[idx];
+            if STEP && ops[i].h != H::PanicAt {
+                // One instruction done.
+                self.regs.copy_from_slice(&regs[..13]);
+                self.gas = gas;
+                self.pc = c.op_pc[i];
+                self.charged = charged;
                 return Ok(None);
             }
         }
@@ -737,7 +600,7 @@ impl<'p, M: Memory> Vm<'p, M> {
 
 /// `(base + imm) mod 2^32`: an effective address.
 #[inline(always)]
-fn addr(base: u64, imm: u32) -> u32 {
+fn ea(base: u64, imm: u32) -> u32 {
     base.wrapping_add(sext(imm)) as u32
 }
 
@@ -747,24 +610,50 @@ fn s32(x: u64) -> u64 {
     x as u32 as i32 as i64 as u64
 }
 
-#[inline(always)]
-fn two_reg(r: &mut [u64; 13], a: TwoReg, f: impl Fn(u64) -> u64, idx: &mut usize) {
-    r[a.d.index()] = f(r[a.a.index()]);
-    *idx += 1;
+fn div_u32(x: u64, y: u64) -> u64 {
+    let (x, y) = (x as u32, y as u32);
+    x.checked_div(y).map_or(u64::MAX, |q| s32(u64::from(q)))
 }
 
-/// `A = f(B, sext(imm))` for the two-register-one-immediate ALU forms.
-#[inline(always)]
-fn reg_imm(r: &mut [u64; 13], a: TwoRegImm, idx: &mut usize, f: impl Fn(u64, u64) -> u64) {
-    r[a.a.index()] = f(r[a.b.index()], sext(a.imm));
-    *idx += 1;
+fn div_s32(x: u64, y: u64) -> u64 {
+    let (x, y) = (x as i32, y as i32);
+    if y == 0 {
+        u64::MAX
+    } else {
+        // i32::MIN / -1 wraps to i32::MIN, as the GP requires.
+        x.wrapping_div(y) as i64 as u64
+    }
 }
 
-/// `D = f(A, B)` for the three-register forms.
-#[inline(always)]
-fn three(r: &mut [u64; 13], a: ThreeReg, idx: &mut usize, f: impl Fn(u64, u64) -> u64) {
-    r[a.d.index()] = f(r[a.a.index()], r[a.b.index()]);
-    *idx += 1;
+fn rem_u32(x: u64, y: u64) -> u64 {
+    let (x, y) = (x as u32, y as u32);
+    s32(u64::from(x.checked_rem(y).unwrap_or(x)))
+}
+
+fn rem_s32(x: u64, y: u64) -> u64 {
+    let (x, y) = (x as i32, y as i32);
+    if y == 0 {
+        x as i64 as u64
+    } else {
+        // i32::MIN % -1 wraps to 0, as the GP requires.
+        x.wrapping_rem(y) as i64 as u64
+    }
+}
+
+fn div_s64(x: u64, y: u64) -> u64 {
+    if y == 0 {
+        u64::MAX
+    } else {
+        (x as i64).wrapping_div(y as i64) as u64
+    }
+}
+
+fn rem_s64(x: u64, y: u64) -> u64 {
+    if y == 0 {
+        x
+    } else {
+        (x as i64).wrapping_rem(y as i64) as u64
+    }
 }
 
 /// GP 0.7.2 `sbrk`: grows the heap by `size` bytes and returns the old end
@@ -777,10 +666,10 @@ fn sbrk<M: Memory>(heap: &mut Option<Heap>, m: &mut M, size: u64) -> u64 {
         return u64::from(h.top);
     }
     let old = h.top;
-    let new = u64::from(old) + size;
-    if new > u64::from(h.limit) {
-        return 0;
-    }
+    let new = match u64::from(old).checked_add(size) {
+        Some(new) if new <= u64::from(h.limit) => new,
+        _ => return 0,
+    };
     let first_page = old.div_ceil(PAGE_SIZE);
     let end_page = (new as u32).div_ceil(PAGE_SIZE);
     if end_page > first_page {
@@ -971,6 +860,27 @@ mod tests {
         assert_eq!(vm.memory().peek(0x30FFF), 0);
         assert_eq!(vm.memory().page_access(0x30), Access::Write);
         assert_eq!(vm.memory().page_access(0x31), Access::None);
+    }
+
+    #[test]
+    fn regression_sbrk_overflow_fails_instead_of_wrapping() {
+        // Found by the fuzz test: a huge size overflowed the new heap top.
+        let p = program("sbrk r8, r7\ntrap\n", Profile::V0_7);
+        let mut vm = Vm::new(&p, PagedMemory::new(), 0, 100);
+        vm.set_heap(Some(Heap {
+            top: 0x30000,
+            limit: 0x40000,
+        }));
+        vm.set_reg(7, u64::MAX - 0xFFFF);
+        assert_eq!(vm.run(), Ok(Exit::Panic));
+        assert_eq!(vm.reg(8), 0);
+        assert_eq!(
+            vm.heap(),
+            Some(Heap {
+                top: 0x30000,
+                limit: 0x40000
+            })
+        );
     }
 
     #[test]

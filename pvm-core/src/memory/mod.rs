@@ -10,6 +10,9 @@
 use alloc::boxed::Box;
 use hashbrown::HashMap;
 
+mod flat;
+pub use flat::FlatMemory;
+
 /// Page size (GP Z_P).
 pub const PAGE_SIZE: u32 = 4096;
 /// Accesses below this address always panic (GP: 2^16).

@@ -1,0 +1,38 @@
+//! DOOM: `ext_initialize` then 600 `ext_tick` calls reproduce the reference
+//! run in ../shared/programs/README.md: gas (naive model = instructions),
+//! 642 frames, and the FNV-1a hash of the last frame. Needs the freedoom WAD
+//! (Debian package `freedoom`).
+
+use pvm_core::Profile;
+use pvm_std::doom::{self, DoomHost};
+use pvm_tests::{shared_dir, shared_missing};
+
+const WAD: &str = "/usr/share/games/doom/freedoom1.wad";
+
+#[test]
+fn doom_600_ticks_match_the_reference_run() {
+    let Some(shared) = shared_dir() else {
+        shared_missing("../shared/programs");
+        return;
+    };
+    let wad = match std::fs::read(WAD) {
+        Ok(w) => w,
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("{WAD}: {e} (install the Debian package freedoom)");
+            }
+            eprintln!("skipped: {WAD}: {e} (install the Debian package freedoom)");
+            return;
+        }
+    };
+    let loaded =
+        pvm_std::load::load_file(&shared.join("programs/doom.spi"), false, Profile::V0_8, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+    let mut host = DoomHost::new(wad);
+    let summary =
+        doom::run(&loaded.program, loaded.initial.memory, &mut host, 600).expect("DOOM runs");
+    assert_eq!(summary.init_gas, 215_745_347, "ext_initialize gas");
+    assert_eq!(summary.ticks_gas, 8_834_133_415, "600 x ext_tick gas");
+    assert_eq!(summary.frames, 642);
+    assert_eq!(summary.last_frame_hash, Some(0x7d9b_8f5c_c98e_b45d));
+}
