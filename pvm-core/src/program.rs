@@ -199,8 +199,10 @@ pub struct Program {
 }
 
 impl Program {
-    /// Parses, validates and pre-decodes a program blob under `profile`,
-    /// with the naive gas model (1 per instruction per block).
+    /// Parses, validates and pre-decodes a program blob under `profile`, with
+    /// that profile's gas model: the GP 0.8.0 pipeline model under 0.8, one
+    /// gas per instruction (charged per block) under 0.7. See
+    /// [`Program::set_gas_model`] to choose another.
     pub fn from_bytes(bytes: &[u8], profile: Profile) -> Result<Program, Error> {
         Program::new(Blob::parse(bytes)?, profile)
     }
@@ -322,9 +324,15 @@ impl Program {
         block_starts.push(count as u32);
         program.block_of = block_of;
         program.block_starts = block_starts;
+        // Default gas model: GP 0.8.0's pipeline model under 0.8, one per
+        // instruction (charged per block) under 0.7.
+        let model: &dyn GasModel = match profile {
+            Profile::V0_8 => &crate::gas::Pipeline,
+            Profile::V0_7 => &crate::gas::Naive,
+        };
         program.block_costs = (0..program.block_count())
-            .map(|b| program.block(b).count() as u64)
-            .collect();
+            .map(|b| model.block_cost(&program, b))
+            .collect::<Result<_, _>>()?;
         program.compiled = crate::interp::compile(&program);
         Ok(program)
     }

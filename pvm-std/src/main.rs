@@ -115,7 +115,7 @@ enum Command {
         /// Profile (default: implied by each file's format).
         #[arg(long, value_enum)]
         profile: Option<ProfileArg>,
-        /// Gas model (default: the file's table for gp-0.8 files, naive for gp-0.7).
+        /// Gas model (default: gp under 0.8, which also checks each file's block-gas-costs; naive under 0.7).
         #[arg(long = "gas-model", value_enum)]
         gas_model: Option<GasModelArg>,
         #[arg(long, value_enum, default_value = "interp")]
@@ -139,6 +139,9 @@ enum Command {
         /// Folder for the PNG files.
         #[arg(long, default_value = ".")]
         out: PathBuf,
+        /// Gas model: naive (default: the reference figures' model) or gp.
+        #[arg(long = "gas-model", value_enum, default_value = "naive")]
+        gas_model: GasModelArg,
     },
     /// Print a program as assembly text (`pvm asm` turns it back into the
     /// same bytes).
@@ -342,6 +345,7 @@ fn cmd_doom(
     ticks: u64,
     save: Vec<u64>,
     out: PathBuf,
+    naive_gas: bool,
 ) -> Result<(), String> {
     let wad_bytes = std::fs::read(&wad).map_err(|e| {
         format!(
@@ -349,7 +353,14 @@ fn cmd_doom(
             wad.display()
         )
     })?;
-    let loaded = load_file(&program, false, Profile::V0_8, &[]).map_err(|e| e.to_string())?;
+    let mut loaded = load_file(&program, false, Profile::V0_8, &[]).map_err(|e| e.to_string())?;
+    if naive_gas {
+        // The programs README's reference gas and timings use the naive model.
+        loaded
+            .program
+            .set_gas_model(&Naive)
+            .map_err(|e| e.to_string())?;
+    }
     let mut host = pvm_std::doom::DoomHost::new(wad_bytes);
     host.save = save;
     host.save_dir = Some(out);
@@ -449,7 +460,11 @@ fn main() -> ExitCode {
             ticks,
             save,
             out,
-        } => cmd_doom(program, wad, ticks, save, out).map(|()| true),
+            gas_model,
+        } => match gas_model {
+            GasModelArg::Table => Err("pvm doom: --gas-model takes naive or gp".to_string()),
+            g => cmd_doom(program, wad, ticks, save, out, g == GasModelArg::Naive).map(|()| true),
+        },
         Command::Disasm { blob, raw, profile } => {
             cmd_disasm(blob, raw, profile.into()).map(|()| true)
         }

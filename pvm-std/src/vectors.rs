@@ -502,8 +502,9 @@ pub fn run(vector: &Vector, profile: Profile, gas: GasChoice) -> Result<(), Fail
     Ok(())
 }
 
-/// Loads and runs one vector file. `profile`/`gas` default by format: 0.8
-/// with its table, 0.7 with the naive model.
+/// Loads and runs one vector file. Defaults: the profile its format implies;
+/// under 0.8 the GP 0.8.0 pipeline model (which also checks the file's
+/// `block-gas-costs`), under 0.7 the naive model.
 pub fn run_file(
     path: &Path,
     profile: Option<Profile>,
@@ -512,10 +513,9 @@ pub fn run_file(
     let v = Vector::load(path)
         .map_err(|e| Failure(format!("bad vector file {}: {e}", path.display())))?;
     let profile = profile.unwrap_or(v.profile);
-    let gas = gas.unwrap_or(if v.block_gas_costs.is_some() {
-        GasChoice::Table
-    } else {
-        GasChoice::Naive
+    let gas = gas.unwrap_or(match profile {
+        Profile::V0_8 => GasChoice::Gp,
+        Profile::V0_7 => GasChoice::Naive,
     });
     run(&v, profile, gas)
 }

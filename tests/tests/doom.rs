@@ -9,11 +9,11 @@ use pvm_tests::{shared_dir, shared_missing};
 
 const WAD: &str = "/usr/share/games/doom/freedoom1.wad";
 
-#[test]
-fn doom_600_ticks_match_the_reference_run() {
+/// Loads DOOM and runs the reference run (init + 600 ticks) under `model`.
+fn reference_run(model: &dyn pvm_core::GasModel) -> Option<doom::RunSummary> {
     let Some(shared) = shared_dir() else {
         shared_missing("../shared/programs");
-        return;
+        return None;
     };
     let wad = match std::fs::read(WAD) {
         Ok(w) => w,
@@ -22,17 +22,45 @@ fn doom_600_ticks_match_the_reference_run() {
                 panic!("{WAD}: {e} (install the Debian package freedoom)");
             }
             eprintln!("skipped: {WAD}: {e} (install the Debian package freedoom)");
-            return;
+            return None;
         }
     };
-    let loaded =
+    let mut loaded =
         pvm_std::load::load_file(&shared.join("programs/doom.spi"), false, Profile::V0_8, &[])
             .unwrap_or_else(|e| panic!("{e}"));
+    loaded
+        .program
+        .set_gas_model(model)
+        .expect("the model costs every block");
     let mut host = DoomHost::new(wad);
     let summary =
         doom::run(&loaded.program, loaded.initial.memory, &mut host, 600).expect("DOOM runs");
-    assert_eq!(summary.init_gas, 215_745_347, "ext_initialize gas");
-    assert_eq!(summary.ticks_gas, 8_834_133_415, "600 x ext_tick gas");
     assert_eq!(summary.frames, 642);
     assert_eq!(summary.last_frame_hash, Some(0x7d9b_8f5c_c98e_b45d));
+    Some(summary)
+}
+
+#[test]
+fn doom_600_ticks_match_the_reference_run() {
+    // The naive model: gas = instructions executed.
+    let Some(summary) = reference_run(&pvm_core::gas::Naive) else {
+        return;
+    };
+    assert_eq!(summary.init_gas, 215_745_347, "ext_initialize gas");
+    assert_eq!(summary.ticks_gas, 8_834_133_415, "600 x ext_tick gas");
+}
+
+#[test]
+fn doom_600_ticks_gp_model_gas() {
+    let Some(summary) = reference_run(&pvm_core::gas::Pipeline) else {
+        return;
+    };
+    assert_eq!(
+        summary.init_gas, 829_485_071,
+        "ext_initialize gas, GP 0.8.0 model"
+    );
+    assert_eq!(
+        summary.ticks_gas, 42_645_205_680,
+        "600 x ext_tick gas, GP 0.8.0 model"
+    );
 }

@@ -11,8 +11,13 @@ fn run_program(file: &str, iters: u64, expected_r7: u64, expected_instructions: 
         return;
     };
     let path = shared.join("programs").join(file);
-    let loaded = pvm_std::load::load_file(&path, false, Profile::V0_8, &[])
+    let mut loaded = pvm_std::load::load_file(&path, false, Profile::V0_8, &[])
         .unwrap_or_else(|e| panic!("{e}"));
+    // The reference counts are instructions: the naive model.
+    loaded
+        .program
+        .set_gas_model(&pvm_core::gas::Naive)
+        .expect("naive costs every block");
     let gas = 10_000_000_000u64;
     let mut vm = Vm::new(&loaded.program, loaded.initial.memory, 0, gas);
     *vm.regs_mut() = loaded.initial.regs;
