@@ -173,6 +173,29 @@ pub(crate) struct Op {
 const _: () = assert!(core::mem::size_of::<Op>() == 16);
 
 impl Op {
+    /// Register operand A. The interpreter's register file has 256 slots,
+    /// so a `u8` index needs neither a mask nor a bounds check; compiled
+    /// indices are always 0..=13.
+    #[inline(always)]
+    pub fn ra(&self) -> usize {
+        usize::from(self.a)
+    }
+    /// Register operand B.
+    #[inline(always)]
+    pub fn rb(&self) -> usize {
+        usize::from(self.b)
+    }
+    /// Register operand D.
+    #[inline(always)]
+    pub fn rd(&self) -> usize {
+        usize::from(self.d)
+    }
+    /// Immediate `x`, sign-extended to 64 bits.
+    #[inline(always)]
+    pub fn imm(&self) -> u64 {
+        sext(self.x)
+    }
+
     const fn new(h: H) -> Op {
         Op {
             h,
@@ -193,8 +216,8 @@ pub(crate) struct Compiled {
     pub ops: Vec<Op>,
     /// The pc each op reports.
     pub op_pc: Vec<u32>,
-    /// Gas charged when control enters op `i` from a terminator: the block's
-    /// cost at block starts, 0 for stubs (and unused elsewhere).
+    /// Gas charged when a terminator enters op `i`: its block's cost at
+    /// block starts, 0 for stubs (unused elsewhere).
     pub costs: Vec<u64>,
 }
 

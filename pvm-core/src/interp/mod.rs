@@ -246,354 +246,435 @@ impl<'p, M: Memory> Vm<'p, M> {
         let c = &p.compiled;
         let ops = &c.ops[..];
         let costs = &c.costs[..];
+        let len = ops.len();
         let jt = &p.jump_table[..];
-        // Step mode only: whether the step ended a block (the next block is
-        // then charged by the next step, as in the GP's Ψ₁).
-        let mut charged = true;
         // Hot state in locals; register 13 is the always-zero base register.
-        let mut regs = [0u64; 16];
+        // 256 slots so that a u8 register index needs no bounds check.
+        let mut regs = [0u64; 256];
         regs[..13].copy_from_slice(&self.regs);
         let mut gas = self.gas;
         let m = &mut self.memory;
 
-        macro_rules! exit {
-            ($e:expr) => {{
+        macro_rules! exit_at {
+            ($at:expr, $e:expr) => {{
                 self.regs.copy_from_slice(&regs[..13]);
                 self.gas = gas;
-                self.pc = c.op_pc[i];
+                self.pc = c.op_pc[$at];
                 return Ok(Some($e));
             }};
         }
-        macro_rules! finish {
-            ($e:expr) => {{
-                self.state = State::Finished;
-                exit!($e)
-            }};
-        }
-        macro_rules! mem {
-            ($e:expr) => {
-                match $e {
-                    Ok(v) => v,
-                    Err(Trap::Panic) => finish!(Exit::Panic),
-                    Err(Trap::Fault(a)) => exit!(Exit::PageFault(a)),
-                }
-            };
-        }
-        // Enter the block starting at op `t`, charging its cost (GP 0.8:
-        // the flag is cleared by the terminator and the next step pays).
-        macro_rules! goto {
-            ($t:expr) => {{
-                let t: usize = $t;
-                if STEP {
-                    charged = false;
-                } else {
-                    let cost = costs[t];
-                    if gas < cost {
-                        i = t;
-                        self.charged = false;
-                        exit!(Exit::OutOfGas);
+        // The blocks run one at a time from op `i`. Every block ends with a
+        // terminator or trap, which leaves the inner loop, so it never runs
+        // into the next block.
+        'block: loop {
+            let mut it = ops[i..].iter();
+            // The op being executed (only needed on exits and jumps).
+            macro_rules! cur {
+                () => {
+                    len - it.len() - 1
+                };
+            }
+            macro_rules! exit {
+                ($e:expr) => {
+                    exit_at!(cur!(), $e)
+                };
+            }
+            macro_rules! finish {
+                ($e:expr) => {{
+                    self.state = State::Finished;
+                    exit!($e)
+                }};
+            }
+            macro_rules! mem {
+                ($e:expr) => {
+                    match $e {
+                        Ok(v) => v,
+                        Err(Trap::Panic) => finish!(Exit::Panic),
+                        Err(Trap::Fault(a)) => exit!(Exit::PageFault(a)),
                     }
-                    gas -= cost;
-                }
-                i = t;
-            }};
-        }
-        macro_rules! djump {
-            ($addr:expr) => {{
-                let addr: u32 = $addr;
-                if addr == HALT_ADDRESS {
-                    finish!(Exit::Halt);
-                }
-                // Entry k of the table is address 2(k + 1); 0 and odd
-                // addresses are invalid (GP djump, Z_A = 2).
-                let k = (addr >> 1).wrapping_sub(1) as usize;
-                match jt.get(k) {
-                    Some(&t) if addr & 1 == 0 && t != INVALID_TARGET => goto!(t as usize),
-                    _ => finish!(Exit::Panic),
-                }
-            }};
-        }
-        macro_rules! alu {
-            ($dst:expr, $value:expr $(,)?) => {{
-                let v = $value;
-                regs[$dst] = v;
-                i += 1;
-            }};
-        }
-        macro_rules! branch {
-            ($cond:expr, $op:expr) => {
-                if $cond {
-                    goto!($op.z as usize)
-                } else {
-                    goto!(i + 1)
-                }
-            };
-        }
+                };
+            }
+            // Enter the block starting at op `t`, charging its cost (GP 0.8:
+            // the terminator clears the flag; the next block is paid on entry).
+            macro_rules! goto {
+                ($t:expr) => {{
+                    let t: usize = $t;
+                    if STEP {
+                        // Ψ₁: one instruction per step; the next step pays.
+                        if ops[t].h != H::PanicAt {
+                            self.regs.copy_from_slice(&regs[..13]);
+                            self.gas = gas;
+                            self.pc = c.op_pc[t];
+                            self.charged = false;
+                            return Ok(None);
+                        }
+                    } else {
+                        let cost = costs[t];
+                        if gas < cost {
+                            self.charged = false;
+                            exit_at!(t, Exit::OutOfGas);
+                        }
+                        gas -= cost;
+                    }
+                    i = t;
+                    continue 'block;
+                }};
+            }
+            macro_rules! djump {
+                ($addr:expr) => {{
+                    let addr: u32 = $addr;
+                    if addr == HALT_ADDRESS {
+                        finish!(Exit::Halt);
+                    }
+                    // Entry k of the table is address 2(k + 1); 0 and odd
+                    // addresses are invalid (GP djump, Z_A = 2).
+                    let k = (addr >> 1).wrapping_sub(1) as usize;
+                    match jt.get(k) {
+                        Some(&t) if addr & 1 == 0 && t != INVALID_TARGET => goto!(t as usize),
+                        _ => finish!(Exit::Panic),
+                    }
+                }};
+            }
+            macro_rules! alu {
+                ($dst:expr, $value:expr $(,)?) => {{
+                    let v = $value;
+                    regs[$dst] = v;
+                }};
+            }
+            macro_rules! branch {
+                ($cond:expr, $op:expr) => {
+                    if $cond {
+                        goto!($op.z as usize)
+                    } else {
+                        goto!(cur!() + 1)
+                    }
+                };
+            }
 
-        loop {
-            let op = ops[i];
-            if T::ENABLED && i < p.insts.len() {
-                let mut r13 = [0u64; 13];
-                r13.copy_from_slice(&regs[..13]);
-                tracer.instruction(c.op_pc[i], &p.insts[i], &r13, gas);
-            }
-            let a = usize::from(op.a & 15);
-            let b = usize::from(op.b & 15);
-            let d = usize::from(op.d & 15);
-            let x = sext(op.x);
-            match op.h {
-                H::Trap => finish!(Exit::Panic),
-                H::PanicAt => finish!(Exit::Panic),
-                H::Next => i += 1,
-                H::Fallthrough => goto!(i + 1),
-                H::Ecalli => {
-                    self.state = State::AfterHostCall;
-                    exit!(Exit::HostCall(op.x));
+            while let Some(op) = it.next() {
+                if T::ENABLED && cur!() < p.insts.len() {
+                    let mut r13 = [0u64; 13];
+                    r13.copy_from_slice(&regs[..13]);
+                    tracer.instruction(c.op_pc[cur!()], &p.insts[cur!()], &r13, gas);
                 }
-                H::Jump => goto!(op.z as usize),
-                H::JumpInd => djump!(regs[a].wrapping_add(x) as u32),
-                H::LoadImmJump => {
-                    regs[a] = x;
-                    goto!(op.z as usize);
-                }
-                H::LoadImmJumpInd => {
-                    // The target uses B before A is written (they may be one register).
-                    let target = regs[b].wrapping_add(sext(op.y)) as u32;
-                    regs[a] = x;
-                    djump!(target);
-                }
-                H::Sbrk => {
-                    regs[d] = sbrk(&mut self.heap, m, regs[a]);
-                    i += 1;
-                }
-                H::LoadImm64 => {
-                    regs[a] = u64::from(op.x) | (u64::from(op.y) << 32);
-                    i += 1;
-                }
-                H::LoadU8 => {
-                    regs[a] = u64::from(mem!(m.load::<1>(ea(regs[b], op.x)))[0]);
-                    i += 1;
-                }
-                H::LoadI8 => {
-                    regs[a] = mem!(m.load::<1>(ea(regs[b], op.x)))[0] as i8 as u64;
-                    i += 1;
-                }
-                H::LoadU16 => {
-                    regs[a] = u64::from(u16::from_le_bytes(mem!(m.load(ea(regs[b], op.x)))));
-                    i += 1;
-                }
-                H::LoadI16 => {
-                    regs[a] = i16::from_le_bytes(mem!(m.load(ea(regs[b], op.x)))) as u64;
-                    i += 1;
-                }
-                H::LoadU32 => {
-                    regs[a] = u64::from(u32::from_le_bytes(mem!(m.load(ea(regs[b], op.x)))));
-                    i += 1;
-                }
-                H::LoadI32 => {
-                    regs[a] = i32::from_le_bytes(mem!(m.load(ea(regs[b], op.x)))) as u64;
-                    i += 1;
-                }
-                H::LoadU64 => {
-                    regs[a] = u64::from_le_bytes(mem!(m.load(ea(regs[b], op.x))));
-                    i += 1;
-                }
-                H::StoreU8 => {
-                    mem!(m.store(ea(regs[b], op.x), [regs[a] as u8]));
-                    i += 1;
-                }
-                H::StoreU16 => {
-                    mem!(m.store(ea(regs[b], op.x), (regs[a] as u16).to_le_bytes()));
-                    i += 1;
-                }
-                H::StoreU32 => {
-                    mem!(m.store(ea(regs[b], op.x), (regs[a] as u32).to_le_bytes()));
-                    i += 1;
-                }
-                H::StoreU64 => {
-                    mem!(m.store(ea(regs[b], op.x), regs[a].to_le_bytes()));
-                    i += 1;
-                }
-                H::StoreImmU8 => {
-                    mem!(m.store(ea(regs[b], op.x), [op.y as u8]));
-                    i += 1;
-                }
-                H::StoreImmU16 => {
-                    mem!(m.store(ea(regs[b], op.x), (op.y as u16).to_le_bytes()));
-                    i += 1;
-                }
-                H::StoreImmU32 => {
-                    mem!(m.store(ea(regs[b], op.x), op.y.to_le_bytes()));
-                    i += 1;
-                }
-                H::StoreImmU64 => {
-                    mem!(m.store(ea(regs[b], op.x), sext(op.y).to_le_bytes()));
-                    i += 1;
-                }
-                H::BranchEqImm => branch!(regs[a] == x, op),
-                H::BranchNeImm => branch!(regs[a] != x, op),
-                H::BranchLtUImm => branch!(regs[a] < x, op),
-                H::BranchLeUImm => branch!(regs[a] <= x, op),
-                H::BranchGeUImm => branch!(regs[a] >= x, op),
-                H::BranchGtUImm => branch!(regs[a] > x, op),
-                H::BranchLtSImm => branch!((regs[a] as i64) < (x as i64), op),
-                H::BranchLeSImm => branch!((regs[a] as i64) <= (x as i64), op),
-                H::BranchGeSImm => branch!((regs[a] as i64) >= (x as i64), op),
-                H::BranchGtSImm => branch!((regs[a] as i64) > (x as i64), op),
-                H::BranchEq => branch!(regs[a] == regs[b], op),
-                H::BranchNe => branch!(regs[a] != regs[b], op),
-                H::BranchLtU => branch!(regs[a] < regs[b], op),
-                H::BranchLtS => branch!((regs[a] as i64) < (regs[b] as i64), op),
-                H::BranchGeU => branch!(regs[a] >= regs[b], op),
-                H::BranchGeS => branch!((regs[a] as i64) >= (regs[b] as i64), op),
-                // d = f(a)
-                H::MoveReg => alu!(d, regs[a]),
-                H::CountSetBits64 => alu!(d, u64::from(regs[a].count_ones())),
-                H::CountSetBits32 => alu!(d, u64::from((regs[a] as u32).count_ones())),
-                H::LeadingZeroBits64 => alu!(d, u64::from(regs[a].leading_zeros())),
-                H::LeadingZeroBits32 => alu!(d, u64::from((regs[a] as u32).leading_zeros())),
-                H::TrailingZeroBits64 => alu!(d, u64::from(regs[a].trailing_zeros())),
-                H::TrailingZeroBits32 => alu!(d, u64::from((regs[a] as u32).trailing_zeros())),
-                H::SignExtend8 => alu!(d, regs[a] as u8 as i8 as u64),
-                H::SignExtend16 => alu!(d, regs[a] as u16 as i16 as u64),
-                H::ZeroExtend16 => alu!(d, u64::from(regs[a] as u16)),
-                H::ReverseBytes => alu!(d, regs[a].swap_bytes()),
-                // a = f(b, imm)
-                H::AddImm32 => alu!(a, s32(regs[b].wrapping_add(x))),
-                H::AndImm => alu!(a, regs[b] & x),
-                H::XorImm => alu!(a, regs[b] ^ x),
-                H::OrImm => alu!(a, regs[b] | x),
-                H::MulImm32 => alu!(a, s32(regs[b].wrapping_mul(x))),
-                H::SetLtUImm => alu!(a, u64::from(regs[b] < x)),
-                H::SetLtSImm => alu!(a, u64::from((regs[b] as i64) < (x as i64))),
-                H::ShloLImm32 => alu!(a, s32(regs[b] << (x % 32))),
-                H::ShloRImm32 => alu!(a, s32(u64::from(regs[b] as u32 >> (x % 32)))),
-                H::SharRImm32 => alu!(a, ((regs[b] as i32) >> (x % 32)) as i64 as u64),
-                H::NegAddImm32 => alu!(a, s32(x.wrapping_sub(regs[b]))),
-                H::SetGtUImm => alu!(a, u64::from(regs[b] > x)),
-                H::SetGtSImm => alu!(a, u64::from((regs[b] as i64) > (x as i64))),
-                H::ShloLImmAlt32 => alu!(a, s32(x << (regs[b] % 32))),
-                H::ShloRImmAlt32 => alu!(a, s32(u64::from(x as u32 >> (regs[b] % 32)))),
-                H::SharRImmAlt32 => alu!(a, ((x as i32) >> (regs[b] % 32)) as i64 as u64),
-                H::CmovIzImm => {
-                    if regs[b] == 0 {
-                        regs[a] = x;
+                match op.h {
+                    H::Trap => finish!(Exit::Panic),
+                    H::PanicAt => finish!(Exit::Panic),
+                    H::Next => {}
+                    H::Fallthrough => goto!(cur!() + 1),
+                    H::Ecalli => {
+                        self.state = State::AfterHostCall;
+                        exit!(Exit::HostCall(op.x));
                     }
-                    i += 1;
-                }
-                H::CmovNzImm => {
-                    if regs[b] != 0 {
-                        regs[a] = x;
+                    H::Jump => goto!(op.z as usize),
+                    H::JumpInd => djump!(regs[op.ra()].wrapping_add(op.imm()) as u32),
+                    H::LoadImmJump => {
+                        regs[op.ra()] = op.imm();
+                        goto!(op.z as usize);
                     }
-                    i += 1;
-                }
-                H::AddImm64 => alu!(a, regs[b].wrapping_add(x)),
-                H::MulImm64 => alu!(a, regs[b].wrapping_mul(x)),
-                H::ShloLImm64 => alu!(a, regs[b] << (x % 64)),
-                H::ShloRImm64 => alu!(a, regs[b] >> (x % 64)),
-                H::SharRImm64 => alu!(a, ((regs[b] as i64) >> (x % 64)) as u64),
-                H::NegAddImm64 => alu!(a, x.wrapping_sub(regs[b])),
-                H::ShloLImmAlt64 => alu!(a, x << (regs[b] % 64)),
-                H::ShloRImmAlt64 => alu!(a, x >> (regs[b] % 64)),
-                H::SharRImmAlt64 => alu!(a, ((x as i64) >> (regs[b] % 64)) as u64),
-                H::RotR64Imm => alu!(a, regs[b].rotate_right((x % 64) as u32)),
-                H::RotR64ImmAlt => alu!(a, x.rotate_right((regs[b] % 64) as u32)),
-                H::RotR32Imm => alu!(
-                    a,
-                    s32(u64::from((regs[b] as u32).rotate_right((x % 32) as u32)))
-                ),
-                H::RotR32ImmAlt => {
-                    alu!(
-                        a,
-                        s32(u64::from((x as u32).rotate_right((regs[b] % 32) as u32)))
-                    )
-                }
-                // d = f(a, b)
-                H::Add32 => alu!(d, s32(regs[a].wrapping_add(regs[b]))),
-                H::Sub32 => alu!(d, s32(regs[a].wrapping_sub(regs[b]))),
-                H::Mul32 => alu!(d, s32(regs[a].wrapping_mul(regs[b]))),
-                H::DivU32 => alu!(d, div_u32(regs[a], regs[b])),
-                H::DivS32 => alu!(d, div_s32(regs[a], regs[b])),
-                H::RemU32 => alu!(d, rem_u32(regs[a], regs[b])),
-                H::RemS32 => alu!(d, rem_s32(regs[a], regs[b])),
-                H::ShloL32 => alu!(d, s32(regs[a] << (regs[b] % 32))),
-                H::ShloR32 => alu!(d, s32(u64::from(regs[a] as u32 >> (regs[b] % 32)))),
-                H::SharR32 => alu!(d, ((regs[a] as i32) >> (regs[b] % 32)) as i64 as u64),
-                H::Add64 => alu!(d, regs[a].wrapping_add(regs[b])),
-                H::Sub64 => alu!(d, regs[a].wrapping_sub(regs[b])),
-                H::Mul64 => alu!(d, regs[a].wrapping_mul(regs[b])),
-                H::DivU64 => alu!(d, regs[a].checked_div(regs[b]).unwrap_or(u64::MAX)),
-                H::DivS64 => alu!(d, div_s64(regs[a], regs[b])),
-                H::RemU64 => alu!(d, regs[a].checked_rem(regs[b]).unwrap_or(regs[a])),
-                H::RemS64 => alu!(d, rem_s64(regs[a], regs[b])),
-                H::ShloL64 => alu!(d, regs[a] << (regs[b] % 64)),
-                H::ShloR64 => alu!(d, regs[a] >> (regs[b] % 64)),
-                H::SharR64 => alu!(d, ((regs[a] as i64) >> (regs[b] % 64)) as u64),
-                H::And => alu!(d, regs[a] & regs[b]),
-                H::Xor => alu!(d, regs[a] ^ regs[b]),
-                H::Or => alu!(d, regs[a] | regs[b]),
-                H::MulUpperSS => alu!(
-                    d,
-                    ((i128::from(regs[a] as i64) * i128::from(regs[b] as i64)) >> 64) as u64,
-                ),
-                H::MulUpperUU => {
-                    alu!(
-                        d,
-                        ((u128::from(regs[a]) * u128::from(regs[b])) >> 64) as u64
-                    )
-                }
-                H::MulUpperSU => alu!(
-                    d,
-                    (i128::from(regs[a] as i64).wrapping_mul(i128::from(regs[b])) >> 64) as u64,
-                ),
-                H::SetLtU => alu!(d, u64::from(regs[a] < regs[b])),
-                H::SetLtS => alu!(d, u64::from((regs[a] as i64) < (regs[b] as i64))),
-                H::CmovIz => {
-                    if regs[b] == 0 {
-                        regs[d] = regs[a];
+                    H::LoadImmJumpInd => {
+                        // The target uses B before A is written (they may be one register).
+                        let target = regs[op.rb()].wrapping_add(sext(op.y)) as u32;
+                        regs[op.ra()] = op.imm();
+                        djump!(target);
                     }
-                    i += 1;
-                }
-                H::CmovNz => {
-                    if regs[b] != 0 {
-                        regs[d] = regs[a];
+                    H::Sbrk => {
+                        regs[op.rd()] = sbrk(&mut self.heap, m, regs[op.ra()]);
                     }
-                    i += 1;
-                }
-                H::RotL64 => alu!(d, regs[a].rotate_left((regs[b] % 64) as u32)),
-                H::RotL32 => {
-                    alu!(
-                        d,
+                    H::LoadImm64 => {
+                        regs[op.ra()] = u64::from(op.x) | (u64::from(op.y) << 32);
+                    }
+                    H::LoadU8 => {
+                        regs[op.ra()] = u64::from(mem!(m.load::<1>(ea(regs[op.rb()], op.x)))[0]);
+                    }
+                    H::LoadI8 => {
+                        regs[op.ra()] = mem!(m.load::<1>(ea(regs[op.rb()], op.x)))[0] as i8 as u64;
+                    }
+                    H::LoadU16 => {
+                        regs[op.ra()] =
+                            u64::from(u16::from_le_bytes(mem!(m.load(ea(regs[op.rb()], op.x)))));
+                    }
+                    H::LoadI16 => {
+                        regs[op.ra()] =
+                            i16::from_le_bytes(mem!(m.load(ea(regs[op.rb()], op.x)))) as u64;
+                    }
+                    H::LoadU32 => {
+                        regs[op.ra()] =
+                            u64::from(u32::from_le_bytes(mem!(m.load(ea(regs[op.rb()], op.x)))));
+                    }
+                    H::LoadI32 => {
+                        regs[op.ra()] =
+                            i32::from_le_bytes(mem!(m.load(ea(regs[op.rb()], op.x)))) as u64;
+                    }
+                    H::LoadU64 => {
+                        regs[op.ra()] = u64::from_le_bytes(mem!(m.load(ea(regs[op.rb()], op.x))));
+                    }
+                    H::StoreU8 => {
+                        mem!(m.store(ea(regs[op.rb()], op.x), [regs[op.ra()] as u8]));
+                    }
+                    H::StoreU16 => {
+                        mem!(m.store(
+                            ea(regs[op.rb()], op.x),
+                            (regs[op.ra()] as u16).to_le_bytes()
+                        ));
+                    }
+                    H::StoreU32 => {
+                        mem!(m.store(
+                            ea(regs[op.rb()], op.x),
+                            (regs[op.ra()] as u32).to_le_bytes()
+                        ));
+                    }
+                    H::StoreU64 => {
+                        mem!(m.store(ea(regs[op.rb()], op.x), regs[op.ra()].to_le_bytes()));
+                    }
+                    H::StoreImmU8 => {
+                        mem!(m.store(ea(regs[op.rb()], op.x), [op.y as u8]));
+                    }
+                    H::StoreImmU16 => {
+                        mem!(m.store(ea(regs[op.rb()], op.x), (op.y as u16).to_le_bytes()));
+                    }
+                    H::StoreImmU32 => {
+                        mem!(m.store(ea(regs[op.rb()], op.x), op.y.to_le_bytes()));
+                    }
+                    H::StoreImmU64 => {
+                        mem!(m.store(ea(regs[op.rb()], op.x), sext(op.y).to_le_bytes()));
+                    }
+                    H::BranchEqImm => branch!(regs[op.ra()] == op.imm(), op),
+                    H::BranchNeImm => branch!(regs[op.ra()] != op.imm(), op),
+                    H::BranchLtUImm => branch!(regs[op.ra()] < op.imm(), op),
+                    H::BranchLeUImm => branch!(regs[op.ra()] <= op.imm(), op),
+                    H::BranchGeUImm => branch!(regs[op.ra()] >= op.imm(), op),
+                    H::BranchGtUImm => branch!(regs[op.ra()] > op.imm(), op),
+                    H::BranchLtSImm => branch!((regs[op.ra()] as i64) < (op.imm() as i64), op),
+                    H::BranchLeSImm => branch!((regs[op.ra()] as i64) <= (op.imm() as i64), op),
+                    H::BranchGeSImm => branch!((regs[op.ra()] as i64) >= (op.imm() as i64), op),
+                    H::BranchGtSImm => branch!((regs[op.ra()] as i64) > (op.imm() as i64), op),
+                    H::BranchEq => branch!(regs[op.ra()] == regs[op.rb()], op),
+                    H::BranchNe => branch!(regs[op.ra()] != regs[op.rb()], op),
+                    H::BranchLtU => branch!(regs[op.ra()] < regs[op.rb()], op),
+                    H::BranchLtS => branch!((regs[op.ra()] as i64) < (regs[op.rb()] as i64), op),
+                    H::BranchGeU => branch!(regs[op.ra()] >= regs[op.rb()], op),
+                    H::BranchGeS => branch!((regs[op.ra()] as i64) >= (regs[op.rb()] as i64), op),
+                    // d = f(a)
+                    H::MoveReg => alu!(op.rd(), regs[op.ra()]),
+                    H::CountSetBits64 => alu!(op.rd(), u64::from(regs[op.ra()].count_ones())),
+                    H::CountSetBits32 => {
+                        alu!(op.rd(), u64::from((regs[op.ra()] as u32).count_ones()))
+                    }
+                    H::LeadingZeroBits64 => alu!(op.rd(), u64::from(regs[op.ra()].leading_zeros())),
+                    H::LeadingZeroBits32 => {
+                        alu!(op.rd(), u64::from((regs[op.ra()] as u32).leading_zeros()))
+                    }
+                    H::TrailingZeroBits64 => {
+                        alu!(op.rd(), u64::from(regs[op.ra()].trailing_zeros()))
+                    }
+                    H::TrailingZeroBits32 => {
+                        alu!(op.rd(), u64::from((regs[op.ra()] as u32).trailing_zeros()))
+                    }
+                    H::SignExtend8 => alu!(op.rd(), regs[op.ra()] as u8 as i8 as u64),
+                    H::SignExtend16 => alu!(op.rd(), regs[op.ra()] as u16 as i16 as u64),
+                    H::ZeroExtend16 => alu!(op.rd(), u64::from(regs[op.ra()] as u16)),
+                    H::ReverseBytes => alu!(op.rd(), regs[op.ra()].swap_bytes()),
+                    // a = f(b, imm)
+                    H::AddImm32 => alu!(op.ra(), s32(regs[op.rb()].wrapping_add(op.imm()))),
+                    H::AndImm => alu!(op.ra(), regs[op.rb()] & op.imm()),
+                    H::XorImm => alu!(op.ra(), regs[op.rb()] ^ op.imm()),
+                    H::OrImm => alu!(op.ra(), regs[op.rb()] | op.imm()),
+                    H::MulImm32 => alu!(op.ra(), s32(regs[op.rb()].wrapping_mul(op.imm()))),
+                    H::SetLtUImm => alu!(op.ra(), u64::from(regs[op.rb()] < op.imm())),
+                    H::SetLtSImm => alu!(
+                        op.ra(),
+                        u64::from((regs[op.rb()] as i64) < (op.imm() as i64))
+                    ),
+                    H::ShloLImm32 => alu!(op.ra(), s32(regs[op.rb()] << (op.imm() % 32))),
+                    H::ShloRImm32 => alu!(
+                        op.ra(),
+                        s32(u64::from(regs[op.rb()] as u32 >> (op.imm() % 32)))
+                    ),
+                    H::SharRImm32 => alu!(
+                        op.ra(),
+                        ((regs[op.rb()] as i32) >> (op.imm() % 32)) as i64 as u64
+                    ),
+                    H::NegAddImm32 => alu!(op.ra(), s32(op.imm().wrapping_sub(regs[op.rb()]))),
+                    H::SetGtUImm => alu!(op.ra(), u64::from(regs[op.rb()] > op.imm())),
+                    H::SetGtSImm => alu!(
+                        op.ra(),
+                        u64::from((regs[op.rb()] as i64) > (op.imm() as i64))
+                    ),
+                    H::ShloLImmAlt32 => alu!(op.ra(), s32(op.imm() << (regs[op.rb()] % 32))),
+                    H::ShloRImmAlt32 => alu!(
+                        op.ra(),
+                        s32(u64::from(op.imm() as u32 >> (regs[op.rb()] % 32)))
+                    ),
+                    H::SharRImmAlt32 => alu!(
+                        op.ra(),
+                        ((op.imm() as i32) >> (regs[op.rb()] % 32)) as i64 as u64
+                    ),
+                    H::CmovIzImm => {
+                        if regs[op.rb()] == 0 {
+                            regs[op.ra()] = op.imm();
+                        }
+                    }
+                    H::CmovNzImm => {
+                        if regs[op.rb()] != 0 {
+                            regs[op.ra()] = op.imm();
+                        }
+                    }
+                    H::AddImm64 => alu!(op.ra(), regs[op.rb()].wrapping_add(op.imm())),
+                    H::MulImm64 => alu!(op.ra(), regs[op.rb()].wrapping_mul(op.imm())),
+                    H::ShloLImm64 => alu!(op.ra(), regs[op.rb()] << (op.imm() % 64)),
+                    H::ShloRImm64 => alu!(op.ra(), regs[op.rb()] >> (op.imm() % 64)),
+                    H::SharRImm64 => {
+                        alu!(op.ra(), ((regs[op.rb()] as i64) >> (op.imm() % 64)) as u64)
+                    }
+                    H::NegAddImm64 => alu!(op.ra(), op.imm().wrapping_sub(regs[op.rb()])),
+                    H::ShloLImmAlt64 => alu!(op.ra(), op.imm() << (regs[op.rb()] % 64)),
+                    H::ShloRImmAlt64 => alu!(op.ra(), op.imm() >> (regs[op.rb()] % 64)),
+                    H::SharRImmAlt64 => {
+                        alu!(op.ra(), ((op.imm() as i64) >> (regs[op.rb()] % 64)) as u64)
+                    }
+                    H::RotR64Imm => {
+                        alu!(op.ra(), regs[op.rb()].rotate_right((op.imm() % 64) as u32))
+                    }
+                    H::RotR64ImmAlt => {
+                        alu!(op.ra(), op.imm().rotate_right((regs[op.rb()] % 64) as u32))
+                    }
+                    H::RotR32Imm => alu!(
+                        op.ra(),
                         s32(u64::from(
-                            (regs[a] as u32).rotate_left((regs[b] % 32) as u32)
+                            (regs[op.rb()] as u32).rotate_right((op.imm() % 32) as u32)
                         ))
-                    )
+                    ),
+                    H::RotR32ImmAlt => {
+                        alu!(
+                            op.ra(),
+                            s32(u64::from(
+                                (op.imm() as u32).rotate_right((regs[op.rb()] % 32) as u32)
+                            ))
+                        )
+                    }
+                    // d = f(a, b)
+                    H::Add32 => alu!(op.rd(), s32(regs[op.ra()].wrapping_add(regs[op.rb()]))),
+                    H::Sub32 => alu!(op.rd(), s32(regs[op.ra()].wrapping_sub(regs[op.rb()]))),
+                    H::Mul32 => alu!(op.rd(), s32(regs[op.ra()].wrapping_mul(regs[op.rb()]))),
+                    H::DivU32 => alu!(op.rd(), div_u32(regs[op.ra()], regs[op.rb()])),
+                    H::DivS32 => alu!(op.rd(), div_s32(regs[op.ra()], regs[op.rb()])),
+                    H::RemU32 => alu!(op.rd(), rem_u32(regs[op.ra()], regs[op.rb()])),
+                    H::RemS32 => alu!(op.rd(), rem_s32(regs[op.ra()], regs[op.rb()])),
+                    H::ShloL32 => alu!(op.rd(), s32(regs[op.ra()] << (regs[op.rb()] % 32))),
+                    H::ShloR32 => alu!(
+                        op.rd(),
+                        s32(u64::from(regs[op.ra()] as u32 >> (regs[op.rb()] % 32)))
+                    ),
+                    H::SharR32 => alu!(
+                        op.rd(),
+                        ((regs[op.ra()] as i32) >> (regs[op.rb()] % 32)) as i64 as u64
+                    ),
+                    H::Add64 => alu!(op.rd(), regs[op.ra()].wrapping_add(regs[op.rb()])),
+                    H::Sub64 => alu!(op.rd(), regs[op.ra()].wrapping_sub(regs[op.rb()])),
+                    H::Mul64 => alu!(op.rd(), regs[op.ra()].wrapping_mul(regs[op.rb()])),
+                    H::DivU64 => alu!(
+                        op.rd(),
+                        regs[op.ra()].checked_div(regs[op.rb()]).unwrap_or(u64::MAX)
+                    ),
+                    H::DivS64 => alu!(op.rd(), div_s64(regs[op.ra()], regs[op.rb()])),
+                    H::RemU64 => alu!(
+                        op.rd(),
+                        regs[op.ra()]
+                            .checked_rem(regs[op.rb()])
+                            .unwrap_or(regs[op.ra()])
+                    ),
+                    H::RemS64 => alu!(op.rd(), rem_s64(regs[op.ra()], regs[op.rb()])),
+                    H::ShloL64 => alu!(op.rd(), regs[op.ra()] << (regs[op.rb()] % 64)),
+                    H::ShloR64 => alu!(op.rd(), regs[op.ra()] >> (regs[op.rb()] % 64)),
+                    H::SharR64 => alu!(
+                        op.rd(),
+                        ((regs[op.ra()] as i64) >> (regs[op.rb()] % 64)) as u64
+                    ),
+                    H::And => alu!(op.rd(), regs[op.ra()] & regs[op.rb()]),
+                    H::Xor => alu!(op.rd(), regs[op.ra()] ^ regs[op.rb()]),
+                    H::Or => alu!(op.rd(), regs[op.ra()] | regs[op.rb()]),
+                    H::MulUpperSS => alu!(
+                        op.rd(),
+                        ((i128::from(regs[op.ra()] as i64) * i128::from(regs[op.rb()] as i64))
+                            >> 64) as u64,
+                    ),
+                    H::MulUpperUU => {
+                        alu!(
+                            op.rd(),
+                            ((u128::from(regs[op.ra()]) * u128::from(regs[op.rb()])) >> 64) as u64
+                        )
+                    }
+                    H::MulUpperSU => alu!(
+                        op.rd(),
+                        (i128::from(regs[op.ra()] as i64).wrapping_mul(i128::from(regs[op.rb()]))
+                            >> 64) as u64,
+                    ),
+                    H::SetLtU => alu!(op.rd(), u64::from(regs[op.ra()] < regs[op.rb()])),
+                    H::SetLtS => alu!(
+                        op.rd(),
+                        u64::from((regs[op.ra()] as i64) < (regs[op.rb()] as i64))
+                    ),
+                    H::CmovIz => {
+                        if regs[op.rb()] == 0 {
+                            regs[op.rd()] = regs[op.ra()];
+                        }
+                    }
+                    H::CmovNz => {
+                        if regs[op.rb()] != 0 {
+                            regs[op.rd()] = regs[op.ra()];
+                        }
+                    }
+                    H::RotL64 => alu!(
+                        op.rd(),
+                        regs[op.ra()].rotate_left((regs[op.rb()] % 64) as u32)
+                    ),
+                    H::RotL32 => {
+                        alu!(
+                            op.rd(),
+                            s32(u64::from(
+                                (regs[op.ra()] as u32).rotate_left((regs[op.rb()] % 32) as u32)
+                            ))
+                        )
+                    }
+                    H::RotR64 => alu!(
+                        op.rd(),
+                        regs[op.ra()].rotate_right((regs[op.rb()] % 64) as u32)
+                    ),
+                    H::RotR32 => {
+                        alu!(
+                            op.rd(),
+                            s32(u64::from(
+                                (regs[op.ra()] as u32).rotate_right((regs[op.rb()] % 32) as u32)
+                            ))
+                        )
+                    }
+                    H::AndInv => alu!(op.rd(), regs[op.ra()] & !regs[op.rb()]),
+                    H::OrInv => alu!(op.rd(), regs[op.ra()] | !regs[op.rb()]),
+                    H::Xnor => alu!(op.rd(), !(regs[op.ra()] ^ regs[op.rb()])),
+                    H::Max => alu!(
+                        op.rd(),
+                        (regs[op.ra()] as i64).max(regs[op.rb()] as i64) as u64
+                    ),
+                    H::MaxU => alu!(op.rd(), regs[op.ra()].max(regs[op.rb()])),
+                    H::Min => alu!(
+                        op.rd(),
+                        (regs[op.ra()] as i64).min(regs[op.rb()] as i64) as u64
+                    ),
+                    H::MinU => alu!(op.rd(), regs[op.ra()].min(regs[op.rb()])),
                 }
-                H::RotR64 => alu!(d, regs[a].rotate_right((regs[b] % 64) as u32)),
-                H::RotR32 => {
-                    alu!(
-                        d,
-                        s32(u64::from(
-                            (regs[a] as u32).rotate_right((regs[b] % 32) as u32)
-                        ))
-                    )
+                if STEP {
+                    // One instruction done; the block continues.
+                    self.regs.copy_from_slice(&regs[..13]);
+                    self.gas = gas;
+                    self.pc = c.op_pc[cur!() + 1];
+                    self.charged = true;
+                    return Ok(None);
                 }
-                H::AndInv => alu!(d, regs[a] & !regs[b]),
-                H::OrInv => alu!(d, regs[a] | !regs[b]),
-                H::Xnor => alu!(d, !(regs[a] ^ regs[b])),
-                H::Max => alu!(d, (regs[a] as i64).max(regs[b] as i64) as u64),
-                H::MaxU => alu!(d, regs[a].max(regs[b])),
-                H::Min => alu!(d, (regs[a] as i64).min(regs[b] as i64) as u64),
-                H::MinU => alu!(d, regs[a].min(regs[b])),
             }
-            if STEP && ops[i].h != H::PanicAt {
-                // One instruction done.
-                self.regs.copy_from_slice(&regs[..13]);
-                self.gas = gas;
-                self.pc = c.op_pc[i];
-                self.charged = charged;
-                return Ok(None);
-            }
+            // Only reached past the last op, which cannot happen: the last op
+            // is a terminator, a trap or a panic stub.
+            finish!(Exit::Panic);
         }
     }
 }
@@ -688,7 +769,11 @@ mod tests {
 
     fn program(text: &str, profile: Profile) -> Program {
         let bytes = crate::asm::assemble(text, profile).unwrap_or_else(|e| panic!("{e}"));
-        Program::from_bytes(&bytes, profile).unwrap_or_else(|e| panic!("{e}"))
+        let mut p = Program::from_bytes(&bytes, profile).unwrap_or_else(|e| panic!("{e}"));
+        // These tests count gas in instructions.
+        p.set_gas_model(&crate::gas::Naive)
+            .unwrap_or_else(|e| panic!("{e}"));
+        p
     }
 
     fn halt_regs(vm: &mut Vm<'_, PagedMemory>) {

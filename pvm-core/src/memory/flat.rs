@@ -37,9 +37,9 @@ impl Region {
 /// Guest memory as a few contiguous regions of accessible pages.
 #[derive(Clone, Debug, Default)]
 pub struct FlatMemory {
+    /// Disjoint regions, most recently used first (order is not otherwise
+    /// meaningful).
     regions: Vec<Region>,
-    /// Index of the region that served the last access.
-    last: usize,
 }
 
 impl FlatMemory {
@@ -167,7 +167,6 @@ impl FlatMemory {
                 }
             }
         }
-        self.last = 0;
     }
 
     #[cold]
@@ -196,17 +195,31 @@ impl FlatMemory {
         Ok(())
     }
 
-    /// The region holding all of `[addr, addr + n)`, most recent first.
+    /// The region holding all of `[addr, addr + n)`. The two most recently
+    /// used regions are kept at indices 0 and 1 (a program's stack and heap
+    /// alternate), so the common case is one or two comparisons.
     #[inline(always)]
     fn region_for(&mut self, addr: u32, n: usize) -> Option<usize> {
-        if let Some(r) = self.regions.get(self.last) {
+        if let Some(r) = self.regions.first() {
             if fits(addr, r, n) {
-                return Some(self.last);
+                return Some(0);
             }
         }
+        if let Some(r) = self.regions.get(1) {
+            if fits(addr, r, n) {
+                return Some(1);
+            }
+        }
+        self.region_for_slow(addr, n)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn region_for_slow(&mut self, addr: u32, n: usize) -> Option<usize> {
         let i = self.regions.iter().position(|r| fits(addr, r, n))?;
-        self.last = i;
-        Some(i)
+        // Move it to the front: [found, old 0, old 1, ...].
+        self.regions[..=i].rotate_right(1);
+        Some(0)
     }
 }
 
