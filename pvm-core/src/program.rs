@@ -443,6 +443,48 @@ impl Program {
             .is_some_and(|i| self.flags[i] & flags::IMPLICIT_TRAP == 0)
     }
 
+    /// The decoded instructions in code order, indexed by instruction index
+    /// (an implicit trap, 0.7 only, appears as `trap`; see
+    /// [`Program::is_implicit_trap`]). Every backend compiles from this.
+    pub fn instructions(&self) -> &[Instruction] {
+        &self.insts
+    }
+
+    /// The code offset of each instruction index.
+    pub fn pcs(&self) -> &[u32] {
+        &self.pcs
+    }
+
+    /// Whether instruction `idx` is an implicit trap (0.7: an invalid opcode
+    /// or the walk leaving the instructions) rather than a real instruction.
+    pub fn is_implicit_trap(&self, idx: usize) -> bool {
+        self.flags[idx] & flags::IMPLICIT_TRAP != 0
+    }
+
+    /// The resolved static target of instruction `idx` (jumps, branches,
+    /// `load_imm_jump`, and 0.8's `fallthrough`) as an instruction index, or
+    /// [`INVALID_TARGET`]. Under 0.8 a branch whose target *or* fall-through
+    /// is not in ϖ resolves to `INVALID_TARGET` (it always panics).
+    pub fn static_target(&self, idx: usize) -> u32 {
+        self.targets[idx]
+    }
+
+    /// The jump table resolved to instruction indices ([`INVALID_TARGET`]
+    /// where an entry is not in ϖ).
+    pub fn jump_table_targets(&self) -> &[u32] {
+        &self.jump_table
+    }
+
+    /// The gas block holding instruction `idx`.
+    pub fn block_of(&self, idx: usize) -> usize {
+        self.block_of[idx] as usize
+    }
+
+    /// The first instruction index of gas block `block`.
+    pub fn block_start(&self, block: usize) -> usize {
+        self.block_starts[block] as usize
+    }
+
     /// Whether `pc` is in ϖ, the set of basic-block starts.
     pub fn is_block_start(&self, pc: u32) -> bool {
         self.jump_target_index(pc) != INVALID_TARGET
