@@ -116,6 +116,16 @@ impl Blob {
         })
     }
 
+    /// A blob of `code` whose instructions start at `starts` (the bitmask is
+    /// built from them), with no jump table.
+    pub fn from_code(code: &[u8], starts: impl IntoIterator<Item = usize>) -> Blob {
+        let mut bitmask = alloc::vec![0u8; code.len().div_ceil(8)];
+        for s in starts.into_iter().filter(|&s| s < code.len()) {
+            bitmask[s / 8] |= 1 << (s % 8);
+        }
+        Blob { jump_table: Vec::new(), jump_table_entry_size: 0, code: code.to_vec(), bitmask }
+    }
+
     /// Encodes the blob back to bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -524,17 +534,7 @@ mod tests {
     use alloc::vec;
 
     fn blob(code: &[u8], starts: &[usize]) -> Vec<u8> {
-        let mut mask = vec![0u8; code.len().div_ceil(8)];
-        for &s in starts {
-            mask[s / 8] |= 1 << (s % 8);
-        }
-        Blob {
-            jump_table: vec![],
-            jump_table_entry_size: 0,
-            code: code.to_vec(),
-            bitmask: mask,
-        }
-        .to_bytes()
+        Blob::from_code(code, starts.iter().copied()).to_bytes()
     }
 
     #[test]

@@ -984,17 +984,7 @@ mod tests {
     }
 
     fn blob(code: &[u8], starts: &[usize]) -> Vec<u8> {
-        let mut mask = vec![0u8; code.len().div_ceil(8)];
-        for &s in starts {
-            mask[s / 8] |= 1 << (s % 8);
-        }
-        Blob {
-            jump_table: vec![],
-            jump_table_entry_size: 0,
-            code: code.to_vec(),
-            bitmask: mask,
-        }
-        .to_bytes()
+        Blob::from_code(code, starts.iter().copied()).to_bytes()
     }
 
     fn costs(bytes: &[u8]) -> Vec<u64> {
