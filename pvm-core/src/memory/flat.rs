@@ -99,7 +99,9 @@ impl FlatMemory {
                 let tail_data = r.data.split_off(k * PAGE_SIZE as usize);
                 let tail_access = r.access.split_off(k);
                 let mut tail = Region {
-                    base: (page + 1) * PAGE_SIZE,
+                    // Wraps only for the last page of the address space, whose
+                    // tail is empty and dropped below.
+                    base: page.wrapping_add(1).wrapping_mul(PAGE_SIZE),
                     data: tail_data[PAGE_SIZE as usize..].to_vec(),
                     access: tail_access[1..].to_vec(),
                     writable: false,
