@@ -1,7 +1,9 @@
 //! Generates one named `#[test]` per conformance vector file found in
 //! `../shared/vectors` (beside the checkout), so a failure names its vector:
 //! `vector_tests.rs` (every vector, for tests/vectors.rs) and `gas_tests.rs`
-//! (every gp-0.8 vector, for the pipeline gas model in tests/gas_model.rs).
+//! (every gp-0.8 vector, for the pipeline gas model in tests/gas_model.rs)
+//! and `jit_vector_tests.rs` (every vector on the recompiler, for
+//! tests/jit_vectors.rs).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ fn main() {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
     let mut out = String::new();
     let mut gas_out = String::new();
+    let mut jit_out = String::new();
     let mut found = 0;
     for (prefix, dir, profile) in [
         ("gp08", "vectors/gp-0.8/programs", "V0_8"),
@@ -42,6 +45,11 @@ fn main() {
                 "#[test] fn {prefix}_{ident}() {{ run_vector({:?}, pvm_core::Profile::{profile}); }}",
                 f.display().to_string()
             );
+            let _ = writeln!(
+                jit_out,
+                "#[test] fn jit_{prefix}_{ident}() {{ run_jit_vector({:?}, pvm_core::Profile::{profile}); }}",
+                f.display().to_string()
+            );
             if prefix == "gp08" {
                 let _ = writeln!(
                     gas_out,
@@ -55,6 +63,9 @@ fn main() {
     if found == 0 {
         out.push_str("#[test] fn vectors_are_present() { pvm_tests::shared_missing(\"../shared/vectors\"); }\n");
     }
+    if jit_out.is_empty() {
+        jit_out.push_str("#[test] fn jit_vectors_are_present() { pvm_tests::shared_missing(\"../shared/vectors\"); }\n");
+    }
     if gas_out.is_empty() {
         gas_out.push_str("#[test] fn gas_vectors_are_present() { pvm_tests::shared_missing(\"../shared/vectors/gp-0.8\"); }\n");
     }
@@ -63,4 +74,7 @@ fn main() {
     std::fs::write(dest, out).expect("OUT_DIR is writable");
     // One test per gp-0.8 vector for the GP 0.8.0 pipeline gas model (tests/gas_model.rs).
     std::fs::write(Path::new(&out_dir).join("gas_tests.rs"), gas_out).expect("OUT_DIR is writable");
+    // The same vectors on the recompiler (tests/jit_vectors.rs).
+    std::fs::write(Path::new(&out_dir).join("jit_vector_tests.rs"), jit_out)
+        .expect("OUT_DIR is writable");
 }

@@ -123,7 +123,12 @@ impl Blob {
         for s in starts.into_iter().filter(|&s| s < code.len()) {
             bitmask[s / 8] |= 1 << (s % 8);
         }
-        Blob { jump_table: Vec::new(), jump_table_entry_size: 0, code: code.to_vec(), bitmask }
+        Blob {
+            jump_table: Vec::new(),
+            jump_table_entry_size: 0,
+            code: code.to_vec(),
+            bitmask,
+        }
     }
 
     /// Encodes the blob back to bytes.

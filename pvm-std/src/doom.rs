@@ -9,6 +9,7 @@
 use pvm_core::{
     run_with_host, Exit, FlatMemory, Host, HostAction, Memory, Program, Vm, HALT_ADDRESS,
 };
+use pvm_jit::JitInstance;
 use std::path::PathBuf;
 
 /// Entry point of `ext_initialize`.
@@ -64,7 +65,7 @@ impl DoomHost {
         }
     }
 
-    fn video<M: Memory>(&mut self, vm: &mut Vm<'_, M>) -> HostAction {
+    fn video(&mut self, vm: &mut impl HostMachine) -> HostAction {
         let (ptr, w, h) = (vm.reg(7) as u32, vm.reg(8), vm.reg(9));
         let Some(len) = w
             .checked_mul(h)
@@ -75,7 +76,7 @@ impl DoomHost {
             return HostAction::Panic;
         };
         let mut frame = vec![0u8; len as usize];
-        if vm.memory_mut().read(ptr, &mut frame).is_err() {
+        if vm.read_mem(ptr, &mut frame).is_err() {
             self.error = Some(format!("output_video: frame at {ptr:#x} is not readable"));
             return HostAction::Panic;
         }
@@ -94,8 +95,54 @@ impl DoomHost {
     }
 }
 
+/// What the DOOM host needs from a machine: registers and guest memory.
+/// Implemented for the interpreter and the recompiler.
+pub trait HostMachine {
+    fn reg(&self, r: usize) -> u64;
+    fn set_reg(&mut self, r: usize, v: u64);
+    fn read_mem(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), pvm_core::Trap>;
+    fn write_mem(&mut self, addr: u32, data: &[u8]) -> Result<(), pvm_core::Trap>;
+}
+
+impl<M: Memory> HostMachine for Vm<'_, M> {
+    fn reg(&self, r: usize) -> u64 {
+        Vm::reg(self, r)
+    }
+    fn set_reg(&mut self, r: usize, v: u64) {
+        Vm::set_reg(self, r, v);
+    }
+    fn read_mem(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), pvm_core::Trap> {
+        self.memory_mut().read(addr, buf)
+    }
+    fn write_mem(&mut self, addr: u32, data: &[u8]) -> Result<(), pvm_core::Trap> {
+        self.memory_mut().write(addr, data)
+    }
+}
+
+impl HostMachine for JitInstance {
+    fn reg(&self, r: usize) -> u64 {
+        JitInstance::reg(self, r)
+    }
+    fn set_reg(&mut self, r: usize, v: u64) {
+        JitInstance::set_reg(self, r, v);
+    }
+    fn read_mem(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), pvm_core::Trap> {
+        self.read(addr, buf)
+    }
+    fn write_mem(&mut self, addr: u32, data: &[u8]) -> Result<(), pvm_core::Trap> {
+        self.write(addr, data)
+    }
+}
+
 impl<M: Memory> Host<M> for DoomHost {
     fn ecalli(&mut self, id: u32, vm: &mut Vm<'_, M>) -> HostAction {
+        self.serve(id, vm)
+    }
+}
+
+impl DoomHost {
+    /// Serves host call `id` on any machine.
+    pub fn serve(&mut self, id: u32, vm: &mut impl HostMachine) -> HostAction {
         match id {
             0 => HostAction::Continue,
             1 => self.video(vm),
@@ -111,7 +158,7 @@ impl<M: Memory> Host<M> for DoomHost {
                     ));
                     return HostAction::Panic;
                 };
-                if vm.memory_mut().write(ptr, bytes).is_err() {
+                if vm.write_mem(ptr, bytes).is_err() {
                     self.error = Some(format!("rom_read: destination {ptr:#x} is not writable"));
                     return HostAction::Panic;
                 }
@@ -124,7 +171,7 @@ impl<M: Memory> Host<M> for DoomHost {
             4 => {
                 let (ptr, len) = (vm.reg(7) as u32, vm.reg(8));
                 let mut buf = vec![0u8; len.min(1 << 20) as usize];
-                if vm.memory_mut().read(ptr, &mut buf).is_ok() {
+                if vm.read_mem(ptr, &mut buf).is_ok() {
                     self.stdout.extend_from_slice(&buf);
                 }
                 vm.set_reg(7, len);
@@ -221,6 +268,93 @@ pub fn run(
     let mut ticks_gas = 0;
     for n in 0..ticks {
         let r = call(&mut vm, host, ENTRY_TICK, 0, gas)?;
+        if r.exit != Exit::Halt {
+            return Err(format!(
+                "ext_tick #{} ended with {:?} at pc {}",
+                n + 1,
+                r.exit,
+                vm.pc()
+            ));
+        }
+        ticks_gas += r.gas_used;
+    }
+    Ok(RunSummary {
+        init_gas: init.gas_used,
+        ticks_gas,
+        frames: host.frames,
+        last_frame_hash: host.last_frame_hash,
+        init_time,
+        ticks_time: t.elapsed(),
+    })
+}
+
+/// Calls the entry at `pc` on the recompiler, as [`call`] does on the
+/// interpreter (the host loop of `run_with_host`, for a [`JitInstance`]).
+pub fn call_jit(
+    vm: &mut JitInstance,
+    host: &mut DoomHost,
+    pc: u32,
+    a0: u64,
+    gas: u64,
+) -> Result<CallResult, String> {
+    *vm.regs_mut() = [0; 13];
+    vm.set_reg(0, u64::from(HALT_ADDRESS));
+    vm.set_reg(1, STACK_TOP);
+    vm.set_reg(7, a0);
+    vm.set_pc(pc);
+    vm.set_gas(gas);
+    vm.set_gas_charged(false);
+    let exit = loop {
+        match vm.run().map_err(|e| e.to_string())? {
+            Exit::HostCall(id) => match host.serve(id, vm) {
+                HostAction::Continue => {}
+                HostAction::Panic => {
+                    vm.finish();
+                    break Exit::Panic;
+                }
+                HostAction::Halt => {
+                    vm.finish();
+                    break Exit::Halt;
+                }
+                HostAction::OutOfGas => break Exit::OutOfGas,
+            },
+            other => break other,
+        }
+    };
+    if let Some(e) = host.error.take() {
+        return Err(e);
+    }
+    Ok(CallResult {
+        exit,
+        gas_used: gas - vm.gas(),
+    })
+}
+
+/// [`run`] on the recompiler: `ext_initialize` then `ticks` × `ext_tick`.
+/// Compilation is not counted in the timings.
+pub fn run_jit(
+    program: &Program,
+    memory: FlatMemory,
+    host: &mut DoomHost,
+    ticks: u64,
+) -> Result<RunSummary, String> {
+    let gas = u64::MAX / 2;
+    let mut vm = crate::jit::instance_with_memory(program, &memory).map_err(|e| e.to_string())?;
+    drop(memory);
+    let t = std::time::Instant::now();
+    let init = call_jit(&mut vm, host, ENTRY_INITIALIZE, 0, gas)?;
+    let init_time = t.elapsed();
+    if init.exit != Exit::Halt {
+        return Err(format!(
+            "ext_initialize ended with {:?} at pc {}",
+            init.exit,
+            vm.pc()
+        ));
+    }
+    let t = std::time::Instant::now();
+    let mut ticks_gas = 0;
+    for n in 0..ticks {
+        let r = call_jit(&mut vm, host, ENTRY_TICK, 0, gas)?;
         if r.exit != Exit::Halt {
             return Err(format!(
                 "ext_tick #{} ended with {:?} at pc {}",

@@ -2,5 +2,6 @@
 //! conformance-vector runner, and the `pvm` command-line tool.
 
 pub mod doom;
+pub mod jit;
 pub mod load;
 pub mod vectors;

@@ -74,6 +74,17 @@ impl From<GasModelArg> for GasChoice {
 enum BackendArg {
     /// The interpreter.
     Interp,
+    /// The x86-64 recompiler (Linux x86-64 only).
+    Jit,
+}
+
+impl From<BackendArg> for vectors::Backend {
+    fn from(b: BackendArg) -> vectors::Backend {
+        match b {
+            BackendArg::Interp => vectors::Backend::Interp,
+            BackendArg::Jit => vectors::Backend::Jit,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -142,6 +153,8 @@ enum Command {
         /// Gas model: naive (default: the reference figures' model) or gp.
         #[arg(long = "gas-model", value_enum, default_value = "naive")]
         gas_model: GasModelArg,
+        #[arg(long, value_enum, default_value = "interp")]
+        backend: BackendArg,
     },
     /// Print a program as assembly text (`pvm asm` turns it back into the
     /// same bytes).
@@ -242,6 +255,7 @@ fn cmd_run(
     profile: Profile,
     gas_model: Option<GasModelArg>,
     gas_table: Option<PathBuf>,
+    backend: BackendArg,
     json: bool,
 ) -> Result<(), String> {
     let mut loaded = load_file(&blob, raw, profile, &[]).map_err(|e| e.to_string())?;
@@ -264,23 +278,46 @@ fn cmd_run(
             .map_err(|e| format!("--gas-model gp: {e}"))?,
     }
     let initial = loaded.initial;
-    let mut vm = Vm::new(&loaded.program, initial.memory, pc, gas);
-    *vm.regs_mut() = initial.regs;
-    if profile == Profile::V0_7 && !raw {
-        vm.set_heap(Some(initial.heap));
-    }
-    for (r, v) in regs {
-        vm.set_reg(r, v);
-    }
-    let start = std::time::Instant::now();
-    let exit = vm.run().map_err(|e| e.to_string())?;
-    let elapsed = start.elapsed();
-    let gas_used = gas - vm.gas();
+    let heap = (profile == Profile::V0_7 && !raw).then_some(initial.heap);
+    let (exit, elapsed, pc_end, gas_end, regs_end) = match backend {
+        BackendArg::Interp => {
+            let mut vm = Vm::new(&loaded.program, initial.memory, pc, gas);
+            *vm.regs_mut() = initial.regs;
+            vm.set_heap(heap);
+            for (r, v) in regs {
+                vm.set_reg(r, v);
+            }
+            let start = std::time::Instant::now();
+            let exit = vm.run().map_err(|e| e.to_string())?;
+            (exit, start.elapsed(), vm.pc(), vm.gas(), *vm.regs())
+        }
+        BackendArg::Jit => {
+            let mut vm = pvm_std::jit::instance_with_memory(&loaded.program, &initial.memory)
+                .map_err(|e| format!("jit: {e}"))?;
+            eprintln!(
+                "jit: compiled {} instructions to {} bytes in {:.3} ms",
+                loaded.program.instructions().len(),
+                vm.code_size(),
+                vm.compile_time().as_secs_f64() * 1e3
+            );
+            *vm.regs_mut() = initial.regs;
+            vm.set_heap(heap);
+            vm.set_pc(pc);
+            vm.set_gas(gas);
+            for (r, v) in regs {
+                vm.set_reg(r, v);
+            }
+            let start = std::time::Instant::now();
+            let exit = vm.run().map_err(|e| e.to_string())?;
+            (exit, start.elapsed(), vm.pc(), vm.gas(), *vm.regs())
+        }
+    };
+    let gas_used = gas - gas_end;
     println!("status:   {}", status_str(exit));
-    println!("pc:       {}", vm.pc());
+    println!("pc:       {pc_end}");
     println!("gas used: {gas_used}");
     println!("time:     {:.3} ms", elapsed.as_secs_f64() * 1e3);
-    for (i, r) in vm.regs().iter().enumerate() {
+    for (i, r) in regs_end.iter().enumerate() {
         println!("r{i:<2} = {r:#018x} ({r})");
     }
     if json {
@@ -292,10 +329,10 @@ fn cmd_run(
                 Exit::PageFault(_) => "page-fault",
                 Exit::HostCall(_) => "ecalli",
             },
-            "pc": vm.pc(),
+            "pc": pc_end,
             "gas_used": gas_used,
-            "gas": vm.gas(),
-            "regs": vm.regs().to_vec(),
+            "gas": gas_end,
+            "regs": regs_end.to_vec(),
         });
         match exit {
             Exit::PageFault(a) => obj["page_fault_address"] = a.into(),
@@ -311,6 +348,7 @@ fn cmd_vectors(
     dir: PathBuf,
     profile: Option<Profile>,
     gas: Option<GasChoice>,
+    backend: vectors::Backend,
 ) -> Result<bool, String> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
@@ -327,7 +365,7 @@ fn cmd_vectors(
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        match vectors::run_file(f, profile, gas) {
+        match vectors::run_file_on(f, profile, gas, backend) {
             Ok(()) => passed += 1,
             Err(e) => {
                 failed += 1;
@@ -346,6 +384,7 @@ fn cmd_doom(
     save: Vec<u64>,
     out: PathBuf,
     naive_gas: bool,
+    backend: BackendArg,
 ) -> Result<(), String> {
     let wad_bytes = std::fs::read(&wad).map_err(|e| {
         format!(
@@ -364,7 +403,14 @@ fn cmd_doom(
     let mut host = pvm_std::doom::DoomHost::new(wad_bytes);
     host.save = save;
     host.save_dir = Some(out);
-    let s = pvm_std::doom::run(&loaded.program, loaded.initial.memory, &mut host, ticks)?;
+    let s = match backend {
+        BackendArg::Interp => {
+            pvm_std::doom::run(&loaded.program, loaded.initial.memory, &mut host, ticks)?
+        }
+        BackendArg::Jit => {
+            pvm_std::doom::run_jit(&loaded.program, loaded.initial.memory, &mut host, ticks)?
+        }
+    };
     println!(
         "ext_initialize: gas {} in {:.1} ms",
         s.init_gas,
@@ -434,7 +480,7 @@ fn main() -> ExitCode {
             profile,
             gas_model,
             gas_table,
-            backend: _,
+            backend,
             json,
         } => cmd_run(
             blob,
@@ -445,6 +491,7 @@ fn main() -> ExitCode {
             profile.into(),
             gas_model,
             gas_table,
+            backend,
             json,
         )
         .map(|()| true),
@@ -452,8 +499,13 @@ fn main() -> ExitCode {
             dir,
             profile,
             gas_model,
-            backend: _,
-        } => cmd_vectors(dir, profile.map(Into::into), gas_model.map(Into::into)),
+            backend,
+        } => cmd_vectors(
+            dir,
+            profile.map(Into::into),
+            gas_model.map(Into::into),
+            backend.into(),
+        ),
         Command::Doom {
             program,
             wad,
@@ -461,9 +513,19 @@ fn main() -> ExitCode {
             save,
             out,
             gas_model,
+            backend,
         } => match gas_model {
             GasModelArg::Table => Err("pvm doom: --gas-model takes naive or gp".to_string()),
-            g => cmd_doom(program, wad, ticks, save, out, g == GasModelArg::Naive).map(|()| true),
+            g => cmd_doom(
+                program,
+                wad,
+                ticks,
+                save,
+                out,
+                g == GasModelArg::Naive,
+                backend,
+            )
+            .map(|()| true),
         },
         Command::Disasm { blob, raw, profile } => {
             cmd_disasm(blob, raw, profile.into()).map(|()| true)

@@ -7,6 +7,7 @@
 
 use pvm_core::gas::{GasModel, Naive, Pipeline, Table};
 use pvm_core::{Access, Exit, FlatMemory, Memory, Profile, Program, Vm, PAGE_SIZE};
+use pvm_jit::JitInstance;
 use serde_json::Value;
 use std::fmt;
 use std::path::Path;
@@ -358,10 +359,144 @@ pub fn check_block_costs(program: &Program, table: &[(u32, u64)]) -> Result<(), 
     Ok(())
 }
 
-/// Runs a vector under `profile` and `gas`; `Ok` if every assert holds.
-/// With [`GasChoice::Gp`] the vector's `block-gas-costs`, if it has them,
-/// must also equal the computed block costs (see [`check_block_costs`]).
+/// Which engine runs a vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// The interpreter (`pvm_core::Vm` over a `FlatMemory`).
+    #[default]
+    Interp,
+    /// The x86-64 recompiler (`pvm_jit::JitInstance`).
+    Jit,
+}
+
+impl Backend {
+    pub fn parse(s: &str) -> Option<Backend> {
+        match s {
+            "interp" => Some(Backend::Interp),
+            "jit" => Some(Backend::Jit),
+            _ => None,
+        }
+    }
+}
+
+/// A machine under test: what the vector steps need from a backend.
+pub trait Machine {
+    fn set_reg(&mut self, r: usize, v: u64);
+    fn set_access(&mut self, first: u32, count: u32, access: Access);
+    /// Writes into mapped pages ignoring read-only; false if a byte missed.
+    fn poke(&mut self, addr: u32, data: &[u8]) -> bool;
+    /// Reads a byte ignoring access (0 if unmapped).
+    fn peek(&self, addr: u32) -> u8;
+    fn run(&mut self) -> Result<Exit, pvm_core::Error>;
+    fn pc(&self) -> u32;
+    fn gas(&self) -> u64;
+    fn regs(&self) -> [u64; 13];
+}
+
+impl Machine for Vm<'_, FlatMemory> {
+    fn set_reg(&mut self, r: usize, v: u64) {
+        Vm::set_reg(self, r, v);
+    }
+    fn set_access(&mut self, first: u32, count: u32, access: Access) {
+        self.memory_mut().set_access(first, count, access);
+    }
+    fn poke(&mut self, addr: u32, data: &[u8]) -> bool {
+        self.memory_mut().poke(addr, data)
+    }
+    fn peek(&self, addr: u32) -> u8 {
+        self.memory().peek(addr)
+    }
+    fn run(&mut self) -> Result<Exit, pvm_core::Error> {
+        Vm::run(self)
+    }
+    fn pc(&self) -> u32 {
+        Vm::pc(self)
+    }
+    fn gas(&self) -> u64 {
+        Vm::gas(self)
+    }
+    fn regs(&self) -> [u64; 13] {
+        *Vm::regs(self)
+    }
+}
+
+impl Machine for JitInstance {
+    fn set_reg(&mut self, r: usize, v: u64) {
+        JitInstance::set_reg(self, r, v);
+    }
+    fn set_access(&mut self, first: u32, count: u32, access: Access) {
+        self.map(first, count, access);
+    }
+    fn poke(&mut self, addr: u32, data: &[u8]) -> bool {
+        JitInstance::poke(self, addr, data)
+    }
+    fn peek(&self, addr: u32) -> u8 {
+        JitInstance::peek(self, addr)
+    }
+    fn run(&mut self) -> Result<Exit, pvm_core::Error> {
+        JitInstance::run(self)
+    }
+    fn pc(&self) -> u32 {
+        JitInstance::pc(self)
+    }
+    fn gas(&self) -> u64 {
+        JitInstance::gas(self)
+    }
+    fn regs(&self) -> [u64; 13] {
+        *JitInstance::regs(self)
+    }
+}
+
+/// A program that failed deblob: every run panics with nothing changed.
+struct Invalid {
+    regs: [u64; 13],
+    memory: FlatMemory,
+    pc: u32,
+    gas: u64,
+}
+
+impl Machine for Invalid {
+    fn set_reg(&mut self, r: usize, v: u64) {
+        self.regs[r] = v;
+    }
+    fn set_access(&mut self, first: u32, count: u32, access: Access) {
+        self.memory.set_access(first, count, access);
+    }
+    fn poke(&mut self, addr: u32, data: &[u8]) -> bool {
+        self.memory.poke(addr, data)
+    }
+    fn peek(&self, addr: u32) -> u8 {
+        self.memory.peek(addr)
+    }
+    fn run(&mut self) -> Result<Exit, pvm_core::Error> {
+        Ok(Exit::Panic)
+    }
+    fn pc(&self) -> u32 {
+        self.pc
+    }
+    fn gas(&self) -> u64 {
+        self.gas
+    }
+    fn regs(&self) -> [u64; 13] {
+        self.regs
+    }
+}
+
+/// Runs a vector under `profile` and `gas` on the interpreter; `Ok` if every
+/// assert holds. See [`run_on`].
 pub fn run(vector: &Vector, profile: Profile, gas: GasChoice) -> Result<(), Failure> {
+    run_on(vector, profile, gas, Backend::Interp)
+}
+
+/// Runs a vector under `profile` and `gas` on `backend`; `Ok` if every assert
+/// holds. With [`GasChoice::Gp`] the vector's `block-gas-costs`, if it has
+/// them, must also equal the computed block costs (see [`check_block_costs`]).
+pub fn run_on(
+    vector: &Vector,
+    profile: Profile,
+    gas: GasChoice,
+    backend: Backend,
+) -> Result<(), Failure> {
     let program = match Program::from_bytes(&vector.program, profile) {
         Ok(mut p) => {
             let model: Box<dyn GasModel> = match gas {
@@ -389,24 +524,30 @@ pub fn run(vector: &Vector, profile: Profile, gas: GasChoice) -> Result<(), Fail
     };
     let gas0 =
         u64::try_from(vector.initial_gas).map_err(|_| Failure("negative initial gas".into()))?;
+    let mut m: Box<dyn Machine + '_> = match (&program, backend) {
+        (None, _) => Box::new(Invalid {
+            regs: [0; 13],
+            memory: FlatMemory::new(),
+            pc: vector.initial_pc,
+            gas: gas0,
+        }),
+        (Some(p), Backend::Interp) => {
+            Box::new(Vm::new(p, FlatMemory::new(), vector.initial_pc, gas0))
+        }
+        (Some(p), Backend::Jit) => {
+            let mut j = JitInstance::new(p).map_err(|e| Failure(format!("jit: {e}")))?;
+            j.set_pc(vector.initial_pc);
+            j.set_gas(gas0);
+            Box::new(j)
+        }
+    };
     let mut regs = [0u64; 13];
-    let mut memory = FlatMemory::new();
     let mut pc = vector.initial_pc;
     let mut gas_left = gas0;
-    let mut vm = program
-        .as_ref()
-        .map(|p| Vm::new(p, FlatMemory::new(), vector.initial_pc, gas0));
     let mut last: Option<Exit> = None;
     for (i, step) in vector.steps.iter().enumerate() {
-        let mem: &mut FlatMemory = match vm.as_mut() {
-            Some(vm) => vm.memory_mut(),
-            None => &mut memory,
-        };
         match step {
-            Step::SetReg(r, v) => match vm.as_mut() {
-                Some(vm) => vm.set_reg(*r, *v),
-                None => regs[*r] = *v,
-            },
+            Step::SetReg(r, v) => m.set_reg(*r, *v),
             Step::Map {
                 address,
                 length,
@@ -417,30 +558,23 @@ pub fn run(vector: &Vector, profile: Profile, gas: GasChoice) -> Result<(), Fail
                 } else {
                     Access::Read
                 };
-                mem.set_access(address / PAGE_SIZE, length.div_ceil(PAGE_SIZE), access);
+                m.set_access(address / PAGE_SIZE, length.div_ceil(PAGE_SIZE), access);
             }
             Step::Write(address, contents) => {
-                if !mem.poke(*address, contents) {
+                if !m.poke(*address, contents) {
                     return Err(Failure(format!(
                         "step {i}: write to unmapped memory at {address:#x}"
                     )));
                 }
             }
-            Step::Run => match vm.as_mut() {
-                Some(vm) => {
-                    let exit = vm.run().map_err(|e| Failure(format!("step {i}: {e}")))?;
-                    last = Some(exit);
-                    pc = vm.pc();
-                    gas_left = vm.gas();
-                    regs = *vm.regs();
-                }
-                None => last = Some(Exit::Panic),
-            },
+            Step::Run => {
+                let exit = m.run().map_err(|e| Failure(format!("step {i}: {e}")))?;
+                last = Some(exit);
+                pc = m.pc();
+                gas_left = m.gas();
+                regs = m.regs();
+            }
             Step::Assert(e) => {
-                let mem: &FlatMemory = match vm.as_ref() {
-                    Some(vm) => vm.memory(),
-                    None => &memory,
-                };
                 let got = status_name(last);
                 let ctx = |what: String| Failure(format!("step {i}: {what}"));
                 if got != e.status {
@@ -472,10 +606,10 @@ pub fn run(vector: &Vector, profile: Profile, gas: GasChoice) -> Result<(), Fail
                 for (address, contents) in &e.memory {
                     for (k, &b) in contents.iter().enumerate() {
                         let a = address.wrapping_add(k as u32);
-                        if mem.peek(a) != b {
+                        if m.peek(a) != b {
                             return Err(ctx(format!(
                                 "memory at {a:#x}: expected {b:#04x}, got {:#04x}",
-                                mem.peek(a)
+                                m.peek(a)
                             )));
                         }
                     }
@@ -502,13 +636,23 @@ pub fn run(vector: &Vector, profile: Profile, gas: GasChoice) -> Result<(), Fail
     Ok(())
 }
 
-/// Loads and runs one vector file. Defaults: the profile its format implies;
-/// under 0.8 the GP 0.8.0 pipeline model (which also checks the file's
-/// `block-gas-costs`), under 0.7 the naive model.
+/// Loads and runs one vector file on the interpreter; see [`run_file_on`].
 pub fn run_file(
     path: &Path,
     profile: Option<Profile>,
     gas: Option<GasChoice>,
+) -> Result<(), Failure> {
+    run_file_on(path, profile, gas, Backend::Interp)
+}
+
+/// Loads and runs one vector file on `backend`. Defaults: the profile its
+/// format implies; under 0.8 the GP 0.8.0 pipeline model (which also checks
+/// the file's `block-gas-costs`), under 0.7 the naive model.
+pub fn run_file_on(
+    path: &Path,
+    profile: Option<Profile>,
+    gas: Option<GasChoice>,
+    backend: Backend,
 ) -> Result<(), Failure> {
     let v = Vector::load(path)
         .map_err(|e| Failure(format!("bad vector file {}: {e}", path.display())))?;
@@ -517,5 +661,5 @@ pub fn run_file(
         Profile::V0_8 => GasChoice::Gp,
         Profile::V0_7 => GasChoice::Naive,
     });
-    run(&v, profile, gas)
+    run_on(&v, profile, gas, backend)
 }

@@ -11,6 +11,11 @@ const WAD: &str = "/usr/share/games/doom/freedoom1.wad";
 
 /// Loads DOOM and runs the reference run (init + 600 ticks) under `model`.
 fn reference_run(model: &dyn pvm_core::GasModel) -> Option<doom::RunSummary> {
+    reference_run_on(model, false)
+}
+
+/// The reference run on the interpreter, or on the recompiler with `jit`.
+fn reference_run_on(model: &dyn pvm_core::GasModel, jit: bool) -> Option<doom::RunSummary> {
     let Some(shared) = shared_dir() else {
         shared_missing("../shared/programs");
         return None;
@@ -33,8 +38,12 @@ fn reference_run(model: &dyn pvm_core::GasModel) -> Option<doom::RunSummary> {
         .set_gas_model(model)
         .expect("the model costs every block");
     let mut host = DoomHost::new(wad);
-    let summary =
-        doom::run(&loaded.program, loaded.initial.memory, &mut host, 600).expect("DOOM runs");
+    let summary = if jit {
+        doom::run_jit(&loaded.program, loaded.initial.memory, &mut host, 600)
+    } else {
+        doom::run(&loaded.program, loaded.initial.memory, &mut host, 600)
+    }
+    .expect("DOOM runs");
     assert_eq!(summary.frames, 642);
     assert_eq!(summary.last_frame_hash, Some(0x7d9b_8f5c_c98e_b45d));
     Some(summary)
@@ -62,5 +71,38 @@ fn doom_600_ticks_gp_model_gas() {
     assert_eq!(
         summary.ticks_gas, 42_645_205_680,
         "600 x ext_tick gas, GP 0.8.0 model"
+    );
+}
+
+#[test]
+fn doom_600_ticks_on_the_jit_match_the_reference_run() {
+    if !pvm_jit::is_supported() {
+        return;
+    }
+    let Some(summary) = reference_run_on(&pvm_core::gas::Naive, true) else {
+        return;
+    };
+    assert_eq!(summary.init_gas, 215_745_347, "ext_initialize gas (jit)");
+    assert_eq!(summary.ticks_gas, 8_834_133_415, "600 x ext_tick gas (jit)");
+}
+
+#[test]
+fn doom_compiles_quickly() {
+    if !pvm_jit::is_supported() {
+        return;
+    }
+    let Some(shared) = shared_dir() else {
+        shared_missing("../shared/programs");
+        return;
+    };
+    let loaded =
+        pvm_std::load::load_file(&shared.join("programs/doom.spi"), false, Profile::V0_8, &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+    let jit = pvm_jit::JitInstance::new(&loaded.program).expect("DOOM compiles");
+    eprintln!(
+        "DOOM: {} instructions to {} bytes of x86-64 in {:?}",
+        loaded.program.instructions().len(),
+        jit.code_size(),
+        jit.compile_time()
     );
 }

@@ -6,6 +6,43 @@ use pvm_core::{Exit, Profile, Vm};
 use pvm_tests::{shared_dir, shared_missing};
 
 fn run_program(file: &str, iters: u64, expected_r7: u64, expected_instructions: u64) {
+    run_interp(file, iters, expected_r7, expected_instructions);
+    run_jit(file, iters, expected_r7, expected_instructions);
+}
+
+/// The same run on the recompiler (where it is built).
+fn run_jit(file: &str, iters: u64, expected_r7: u64, expected_instructions: u64) {
+    if !pvm_jit::is_supported() {
+        return;
+    }
+    let Some(shared) = shared_dir() else {
+        shared_missing("../shared/programs");
+        return;
+    };
+    let path = shared.join("programs").join(file);
+    let mut loaded = pvm_std::load::load_file(&path, false, Profile::V0_8, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    loaded
+        .program
+        .set_gas_model(&pvm_core::gas::Naive)
+        .expect("naive costs every block");
+    let gas = 10_000_000_000u64;
+    let mut vm = pvm_std::jit::instance_with_memory(&loaded.program, &loaded.initial.memory)
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    *vm.regs_mut() = loaded.initial.regs;
+    vm.set_gas(gas);
+    vm.set_reg(7, iters);
+    let exit = vm.run().expect("runs");
+    assert_eq!(exit, Exit::Halt, "{file} (jit): exit at pc {}", vm.pc());
+    assert_eq!(vm.reg(7), expected_r7, "{file} (jit): result");
+    assert_eq!(
+        gas - vm.gas(),
+        expected_instructions,
+        "{file} (jit): instructions executed"
+    );
+}
+
+fn run_interp(file: &str, iters: u64, expected_r7: u64, expected_instructions: u64) {
     let Some(shared) = shared_dir() else {
         shared_missing("../shared/programs");
         return;

@@ -1,0 +1,669 @@
+//! The recompiler on Linux x86-64: the instance, its guest memory window and
+//! the run loop. Code generation is in `compile.rs`, fault handling (and the
+//! safety argument for guest memory accesses) in `signal.rs`.
+
+mod compile;
+mod signal;
+
+use pvm_core::interp::Heap;
+use pvm_core::memory::lowest_bad;
+use pvm_core::{Access, Error, Exit, Instruction, Memory, Profile, Program, Trap, PAGE_SIZE};
+use std::time::{Duration, Instant};
+
+/// Exit codes the native code returns.
+pub(crate) mod exit_kind {
+    pub const HALT: u32 = 0;
+    pub const PANIC: u32 = 1;
+    pub const OUT_OF_GAS: u32 = 2;
+    pub const PAGE_FAULT: u32 = 3;
+    pub const HOST_CALL: u32 = 4;
+}
+
+/// The state native code reads and writes through `r15`.
+#[repr(C)]
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub regs: [u64; 13],
+    pub gas: u64,
+    pub exit_idx: u32,
+    pub exit_arg: u32,
+    pub jt_ptr: *const u64,
+    pub jt_len: u64,
+    pub fault_rip: u64,
+    pub fault_addr: u64,
+    pub mem: *mut GuestMemory,
+}
+
+/// Bytes reserved for the guest window: 4 GiB plus a guard that any access
+/// of up to 8 bytes starting below 4 GiB ends inside.
+const WINDOW: usize = (1 << 32) + (1 << 16);
+const PAGES: usize = 1 << 20;
+/// Pages below 0x10000 stay inaccessible natively, whatever is mapped there.
+const LOW_PAGES: u32 = 16;
+
+/// The guest's 4 GiB address space: a `PROT_NONE` reservation whose pages
+/// are opened with `mprotect` as the guest maps them, plus the page table the
+/// PVM rules are checked against.
+#[derive(Debug)]
+pub struct GuestMemory {
+    base: *mut u8,
+    access: Vec<Access>,
+    heap: Option<Heap>,
+}
+
+// SAFETY: the memory is owned by this value alone (the mapping is private
+// and unmapped on drop); moving it to another thread moves that ownership.
+unsafe impl Send for GuestMemory {}
+
+impl GuestMemory {
+    fn new() -> Result<GuestMemory, Error> {
+        // SAFETY: an anonymous private PROT_NONE reservation; no existing
+        // memory is touched. MAP_NORESERVE: nothing is committed until the
+        // guest writes.
+        let base = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                WINDOW,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(Error::Unsupported(
+                "cannot reserve the 4 GiB guest memory window",
+            ));
+        }
+        Ok(GuestMemory {
+            base: base.cast(),
+            access: vec![Access::None; PAGES],
+            heap: None,
+        })
+    }
+
+    fn prot(access: Access) -> libc::c_int {
+        match access {
+            Access::None => libc::PROT_NONE,
+            Access::Read => libc::PROT_READ,
+            Access::Write => libc::PROT_READ | libc::PROT_WRITE,
+        }
+    }
+
+    /// Sets the native protection of pages `[first, first + count)` (all
+    /// below 2^20).
+    fn protect(&self, first: u32, count: u32, prot: libc::c_int) {
+        if count == 0 {
+            return;
+        }
+        // SAFETY: the range lies inside our own reservation (pages < 2^20).
+        let rc = unsafe {
+            libc::mprotect(
+                self.base.add(first as usize * PAGE_SIZE as usize).cast(),
+                count as usize * PAGE_SIZE as usize,
+                prot,
+            )
+        };
+        assert_eq!(rc, 0, "mprotect of the guest window failed");
+    }
+
+    fn set_access_impl(&mut self, first: u32, count: u32, access: Access) {
+        let end = first.saturating_add(count).min(PAGES as u32);
+        if first >= end {
+            return;
+        }
+        for p in first..end {
+            self.access[p as usize] = access;
+        }
+        if access == Access::None {
+            // Dropped pages read as zero when mapped again.
+            // SAFETY: inside our reservation; MADV_DONTNEED on private
+            // anonymous memory only discards its contents.
+            unsafe {
+                libc::madvise(
+                    self.base.add(first as usize * PAGE_SIZE as usize).cast(),
+                    (end - first) as usize * PAGE_SIZE as usize,
+                    libc::MADV_DONTNEED,
+                );
+            }
+        }
+        let lo = first.max(LOW_PAGES);
+        if lo < end {
+            self.protect(lo, end - lo, Self::prot(access));
+        }
+    }
+
+    /// Runs `f` on the bytes of page `page` with the page temporarily
+    /// readable and writable, then restores its native protection.
+    fn with_page<R>(&self, page: u32, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        self.protect(page, 1, libc::PROT_READ | libc::PROT_WRITE);
+        // SAFETY: the page is inside our reservation and now read-write; no
+        // guest code runs meanwhile (we hold the instance).
+        let bytes = unsafe {
+            core::slice::from_raw_parts_mut(
+                self.base.add(page as usize * PAGE_SIZE as usize),
+                PAGE_SIZE as usize,
+            )
+        };
+        let r = f(bytes);
+        let native = if page < LOW_PAGES {
+            Access::None
+        } else {
+            self.access[page as usize]
+        };
+        self.protect(page, 1, Self::prot(native));
+        r
+    }
+
+    /// Writes without access checks into mapped pages; false if some byte
+    /// fell on an unmapped page (it is skipped).
+    pub fn poke(&mut self, addr: u32, data: &[u8]) -> bool {
+        let mut all = true;
+        let mut k = 0usize;
+        while k < data.len() {
+            let a = addr.wrapping_add(k as u32);
+            let page = a / PAGE_SIZE;
+            let off = (a % PAGE_SIZE) as usize;
+            let n = (PAGE_SIZE as usize - off).min(data.len() - k);
+            if self.access[page as usize] == Access::None {
+                all = false;
+            } else {
+                self.with_page(page, |b| b[off..off + n].copy_from_slice(&data[k..k + n]));
+            }
+            k += n;
+        }
+        all
+    }
+
+    /// Reads a byte without access checks; 0 if unmapped.
+    pub fn peek(&self, addr: u32) -> u8 {
+        let page = addr / PAGE_SIZE;
+        if self.access[page as usize] == Access::None {
+            return 0;
+        }
+        let off = (addr % PAGE_SIZE) as usize;
+        if page >= LOW_PAGES {
+            // SAFETY: the page is mapped (readable) inside our reservation.
+            unsafe { *self.base.add(addr as usize) }
+        } else {
+            self.with_page(page, |b| b[off])
+        }
+    }
+
+    fn read_impl(&self, addr: u32, buf: &mut [u8]) -> Result<(), Trap> {
+        let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        if let Some(bad) = lowest_bad(addr, len, |p| self.access[p as usize] != Access::None) {
+            return Err(Trap::at(bad));
+        }
+        for (k, b) in buf.iter_mut().enumerate() {
+            let a = addr.wrapping_add(k as u32);
+            // SAFETY: `a` is in a readable page at or above 0x10000 (checked
+            // above), inside our reservation.
+            *b = unsafe { *self.base.add(a as usize) };
+        }
+        Ok(())
+    }
+
+    fn write_impl(&mut self, addr: u32, data: &[u8]) -> Result<(), Trap> {
+        let len = u32::try_from(data.len()).unwrap_or(u32::MAX);
+        if let Some(bad) = lowest_bad(addr, len, |p| self.access[p as usize] == Access::Write) {
+            return Err(Trap::at(bad));
+        }
+        for (k, &b) in data.iter().enumerate() {
+            let a = addr.wrapping_add(k as u32);
+            // SAFETY: `a` is in a writable page at or above 0x10000 (checked
+            // above), inside our reservation.
+            unsafe { *self.base.add(a as usize) = b };
+        }
+        Ok(())
+    }
+}
+
+impl Memory for GuestMemory {
+    fn page_access(&self, page: u32) -> Access {
+        self.access
+            .get(page as usize)
+            .copied()
+            .unwrap_or(Access::None)
+    }
+    fn set_access(&mut self, first: u32, count: u32, access: Access) {
+        self.set_access_impl(first, count, access);
+    }
+    fn read(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), Trap> {
+        self.read_impl(addr, buf)
+    }
+    fn write(&mut self, addr: u32, data: &[u8]) -> Result<(), Trap> {
+        self.write_impl(addr, data)
+    }
+}
+
+impl Drop for GuestMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the reservation made in `new`; nothing
+        // refers to it any more.
+        unsafe {
+            libc::munmap(self.base.cast(), WINDOW);
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Ready,
+    AfterHostCall,
+    Finished,
+}
+
+/// GP 0.7.2 `sbrk`, called from native code: the same rule as the
+/// interpreter's (grow the heap, make new whole pages writable).
+extern "sysv64" fn sbrk_helper(ctx: *mut Ctx, size: u64) -> u64 {
+    // SAFETY: native code passes the context `run` handed it, whose `mem`
+    // points to the instance's live memory; `run` does not touch either
+    // while native code runs.
+    let mem = unsafe { &mut *(*ctx).mem };
+    let Some(h) = mem.heap.as_mut() else { return 0 };
+    if size == 0 {
+        return u64::from(h.top);
+    }
+    let old = h.top;
+    let new = match u64::from(old).checked_add(size) {
+        Some(new) if new <= u64::from(h.limit) => new,
+        _ => return 0,
+    };
+    h.top = new as u32;
+    let first_page = old.div_ceil(PAGE_SIZE);
+    let end_page = (new as u32).div_ceil(PAGE_SIZE);
+    if end_page > first_page {
+        mem.set_access_impl(first_page, end_page - first_page, Access::Write);
+    }
+    u64::from(old)
+}
+
+type Entry = unsafe extern "sysv64" fn(*mut Ctx, *mut u8, *const u8) -> u32;
+
+/// A program compiled to native code, with its registers, gas, pc and guest
+/// memory: the recompiler's counterpart of `pvm_core::Vm`.
+pub struct JitInstance {
+    program: Program,
+    code: compile::Code,
+    jump_table: Vec<u64>,
+    ctx: Box<Ctx>,
+    mem: Box<GuestMemory>,
+    pc: u32,
+    charged: bool,
+    state: State,
+    compile_time: Duration,
+}
+
+impl core::fmt::Debug for JitInstance {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("JitInstance")
+            .field("pc", &self.pc)
+            .field("gas", &self.ctx.gas)
+            .field("regs", &self.ctx.regs)
+            .field("code_bytes", &self.code.buf.len())
+            .finish()
+    }
+}
+
+impl JitInstance {
+    /// Compiles `program` (one linear pass) and reserves its guest memory:
+    /// every page inaccessible, registers zero, pc 0, gas 0.
+    pub fn new(program: &Program) -> Result<Self, Error> {
+        if !(std::is_x86_feature_detected!("popcnt")
+            && std::is_x86_feature_detected!("lzcnt")
+            && std::is_x86_feature_detected!("bmi1"))
+        {
+            return Err(Error::Unsupported(
+                "the recompiler needs a CPU with popcnt, lzcnt and tzcnt (x86-64-v3)",
+            ));
+        }
+        signal::install()?;
+        let t0 = Instant::now();
+        let code = compile::compile(program, sbrk_helper as *const () as usize)?;
+        let compile_time = t0.elapsed();
+        let base = compile::addr(&code.buf, 0) as u64;
+        let jump_table: Vec<u64> = code
+            .jump_table
+            .iter()
+            .map(|&o| base + u64::from(o))
+            .collect();
+        let mem = Box::new(GuestMemory::new()?);
+        let ctx = Box::new(Ctx {
+            regs: [0; 13],
+            gas: 0,
+            exit_idx: 0,
+            exit_arg: 0,
+            jt_ptr: core::ptr::null(),
+            jt_len: jump_table.len() as u64,
+            fault_rip: 0,
+            fault_addr: 0,
+            mem: core::ptr::null_mut(),
+        });
+        Ok(JitInstance {
+            program: program.clone(),
+            code,
+            jump_table,
+            ctx,
+            mem,
+            pc: 0,
+            charged: false,
+            state: State::Ready,
+            compile_time,
+        })
+    }
+
+    /// How long the native code generation took.
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+    /// Size of the generated code in bytes.
+    pub fn code_size(&self) -> usize {
+        self.code.buf.len()
+    }
+    /// The program this instance runs.
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    /// Sets the access of pages `[first_page, first_page + count)`, as
+    /// [`Memory::set_access`].
+    pub fn map(&mut self, first_page: u32, count: u32, access: Access) {
+        self.mem.set_access_impl(first_page, count, access);
+    }
+    pub fn page_access(&self, page: u32) -> Access {
+        self.mem.page_access(page)
+    }
+    /// Reads guest memory with the PVM's access rules.
+    pub fn read(&self, addr: u32, buf: &mut [u8]) -> Result<(), Trap> {
+        self.mem.read_impl(addr, buf)
+    }
+    /// Writes guest memory with the PVM's access rules.
+    pub fn write(&mut self, addr: u32, data: &[u8]) -> Result<(), Trap> {
+        self.mem.write_impl(addr, data)
+    }
+    /// Writes into mapped pages ignoring read-only (test and loader setup).
+    pub fn poke(&mut self, addr: u32, data: &[u8]) -> bool {
+        self.mem.poke(addr, data)
+    }
+    /// Reads a byte ignoring access (0 if unmapped).
+    pub fn peek(&self, addr: u32) -> u8 {
+        self.mem.peek(addr)
+    }
+    /// The guest memory, as a [`Memory`].
+    pub fn memory(&self) -> &GuestMemory {
+        &self.mem
+    }
+    /// The guest memory, as a [`Memory`].
+    pub fn memory_mut(&mut self) -> &mut GuestMemory {
+        &mut self.mem
+    }
+    pub fn regs(&self) -> &[u64; 13] {
+        &self.ctx.regs
+    }
+    pub fn regs_mut(&mut self) -> &mut [u64; 13] {
+        &mut self.ctx.regs
+    }
+    pub fn reg(&self, r: usize) -> u64 {
+        self.ctx.regs[r]
+    }
+    pub fn set_reg(&mut self, r: usize, v: u64) {
+        self.ctx.regs[r] = v;
+    }
+    pub fn pc(&self) -> u32 {
+        self.pc
+    }
+    /// Moves execution to `pc`.
+    pub fn set_pc(&mut self, pc: u32) {
+        self.pc = pc;
+        self.state = State::Ready;
+    }
+    pub fn gas(&self) -> u64 {
+        self.ctx.gas
+    }
+    pub fn set_gas(&mut self, gas: u64) {
+        self.ctx.gas = gas;
+    }
+    /// Whether the current block's gas is already paid.
+    pub fn gas_charged(&self) -> bool {
+        self.charged
+    }
+    pub fn set_gas_charged(&mut self, charged: bool) {
+        self.charged = charged;
+    }
+    pub fn heap(&self) -> Option<Heap> {
+        self.mem.heap
+    }
+    pub fn set_heap(&mut self, heap: Option<Heap>) {
+        self.mem.heap = heap;
+    }
+    /// Marks the machine as stopped for good.
+    pub fn finish(&mut self) {
+        self.state = State::Finished;
+    }
+    pub fn is_finished(&self) -> bool {
+        self.state == State::Finished
+    }
+
+    /// Runs until an exit, with exactly the interpreter's semantics.
+    pub fn run(&mut self) -> Result<Exit, Error> {
+        let p = &self.program;
+        match self.state {
+            State::Finished => return Err(Error::Finished),
+            State::AfterHostCall => {
+                self.state = State::Ready;
+                match p.index_of(self.pc) {
+                    Some(i) if i + 1 < p.pcs().len() => self.pc = p.pcs()[i + 1],
+                    _ => {
+                        self.state = State::Finished;
+                        return Ok(Exit::Panic);
+                    }
+                }
+            }
+            State::Ready => {}
+        }
+        let i = match p.index_of(self.pc) {
+            Some(i) if !p.is_implicit_trap(i) || p.profile() == Profile::V0_7 => i,
+            _ => {
+                self.state = State::Finished;
+                return Ok(Exit::Panic);
+            }
+        };
+        if !self.charged {
+            let cost = p.block_cost(p.block_of(i));
+            if self.ctx.gas < cost {
+                return Ok(Exit::OutOfGas);
+            }
+            self.ctx.gas -= cost;
+            self.charged = true;
+        }
+
+        let buf = &self.code.buf;
+        let code_start = compile::addr(buf, 0) as usize;
+        let target = compile::addr(buf, self.code.starts[i]);
+        let mem_base = self.mem.base;
+        self.ctx.jt_ptr = self.jump_table.as_ptr();
+        self.ctx.mem = &mut *self.mem;
+        let ctx: *mut Ctx = &mut *self.ctx;
+        // SAFETY: fields of the live, boxed context; see signal.rs.
+        let (fault_rip, fault_addr) =
+            unsafe { (&raw mut (*ctx).fault_rip, &raw mut (*ctx).fault_addr) };
+        signal::set_running(signal::Running {
+            code_start,
+            code_end: code_start + buf.len(),
+            fault_stub: compile::addr(buf, self.code.fault_stub) as usize,
+            fault_rip,
+            fault_addr,
+        });
+        // SAFETY: `entry` is the trampoline generated by `compile` with this
+        // signature; `ctx` and the window base are live for the call and not
+        // otherwise accessed until it returns; `target` is the body of a
+        // real instruction. The generated code only touches the context, the
+        // guest window (faults there are handled, see signal.rs) and the
+        // jump table, which `ctx.jt_ptr` points to.
+        let kind = unsafe {
+            let entry: Entry = core::mem::transmute(compile::addr(buf, self.code.entry));
+            entry(ctx, mem_base, target)
+        };
+        signal::set_running(signal::Running::NONE);
+
+        let idx = self.ctx.exit_idx as usize;
+        let exit = match kind {
+            exit_kind::HALT => {
+                self.state = State::Finished;
+                Exit::Halt
+            }
+            exit_kind::PANIC => {
+                self.state = State::Finished;
+                Exit::Panic
+            }
+            exit_kind::OUT_OF_GAS => {
+                self.charged = false;
+                Exit::OutOfGas
+            }
+            exit_kind::HOST_CALL => {
+                self.state = State::AfterHostCall;
+                Exit::HostCall(self.ctx.exit_arg)
+            }
+            exit_kind::PAGE_FAULT => {
+                let off = self.ctx.fault_rip as u32;
+                let idx = self.code.starts.partition_point(|&s| s <= off) - 1;
+                self.pc = self.program.pcs()[idx];
+                let (addr, len, write) = access_of(&self.program.instructions()[idx], &self.ctx.regs)
+                    .unwrap_or_else(|| {
+                        panic!(
+                            "JIT: native fault at {:#x} in instruction {idx} (pc {}), which does not access memory",
+                            self.ctx.fault_addr, self.pc
+                        )
+                    });
+                let mem = &self.mem;
+                let bad = lowest_bad(addr, len, |pg| {
+                    let a = mem.access[pg as usize];
+                    if write {
+                        a == Access::Write
+                    } else {
+                        a != Access::None
+                    }
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "JIT: native fault at pc {} but the access is allowed",
+                        self.pc
+                    )
+                });
+                return Ok(match Trap::at(bad) {
+                    Trap::Panic => {
+                        self.state = State::Finished;
+                        Exit::Panic
+                    }
+                    Trap::Fault(a) => Exit::PageFault(a),
+                });
+            }
+            other => panic!("JIT: unknown exit code {other}"),
+        };
+        self.pc = self.program.pcs()[idx];
+        Ok(exit)
+    }
+}
+
+/// The guest memory access instruction `inst` makes with registers `regs`:
+/// `(address, length, is_write)`.
+fn access_of(inst: &Instruction, regs: &[u64; 13]) -> Option<(u32, u32, bool)> {
+    use pvm_core::isa::sext;
+    use Instruction as I;
+    let ind = |b: pvm_core::Reg, imm: u32| regs[b.index()].wrapping_add(sext(imm)) as u32;
+    Some(match inst {
+        I::StoreImmU8(x) => (x.x, 1, true),
+        I::StoreImmU16(x) => (x.x, 2, true),
+        I::StoreImmU32(x) => (x.x, 4, true),
+        I::StoreImmU64(x) => (x.x, 8, true),
+        I::LoadU8(x) | I::LoadI8(x) => (x.imm, 1, false),
+        I::LoadU16(x) | I::LoadI16(x) => (x.imm, 2, false),
+        I::LoadU32(x) | I::LoadI32(x) => (x.imm, 4, false),
+        I::LoadU64(x) => (x.imm, 8, false),
+        I::StoreU8(x) => (x.imm, 1, true),
+        I::StoreU16(x) => (x.imm, 2, true),
+        I::StoreU32(x) => (x.imm, 4, true),
+        I::StoreU64(x) => (x.imm, 8, true),
+        I::StoreImmIndU8(x) => (ind(x.a, x.x), 1, true),
+        I::StoreImmIndU16(x) => (ind(x.a, x.x), 2, true),
+        I::StoreImmIndU32(x) => (ind(x.a, x.x), 4, true),
+        I::StoreImmIndU64(x) => (ind(x.a, x.x), 8, true),
+        I::StoreIndU8(x) => (ind(x.b, x.imm), 1, true),
+        I::StoreIndU16(x) => (ind(x.b, x.imm), 2, true),
+        I::StoreIndU32(x) => (ind(x.b, x.imm), 4, true),
+        I::StoreIndU64(x) => (ind(x.b, x.imm), 8, true),
+        I::LoadIndU8(x) | I::LoadIndI8(x) => (ind(x.b, x.imm), 1, false),
+        I::LoadIndU16(x) | I::LoadIndI16(x) => (ind(x.b, x.imm), 2, false),
+        I::LoadIndU32(x) | I::LoadIndI32(x) => (ind(x.b, x.imm), 4, false),
+        I::LoadIndU64(x) => (ind(x.b, x.imm), 8, false),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn program(text: &str, profile: Profile) -> Program {
+        let bytes = pvm_core::asm::assemble(text, profile).unwrap();
+        let mut p = Program::from_bytes(&bytes, profile).unwrap();
+        p.set_gas_model(&pvm_core::gas::Naive).unwrap();
+        p
+    }
+
+    #[test]
+    fn host_call_and_halt() {
+        let p = program("ecalli 3\nload_imm r7, 5\njump_ind r0, 0\n", Profile::V0_8);
+        let mut vm = JitInstance::new(&p).unwrap();
+        vm.set_gas(100);
+        vm.set_reg(0, u64::from(pvm_core::HALT_ADDRESS));
+        assert_eq!(vm.run(), Ok(Exit::HostCall(3)));
+        assert_eq!((vm.pc(), vm.gas()), (0, 97));
+        assert_eq!(vm.run(), Ok(Exit::Halt));
+        assert_eq!((vm.reg(7), vm.gas(), vm.pc()), (5, 97, 5));
+        assert_eq!(vm.run(), Err(Error::Finished));
+    }
+
+    #[test]
+    fn page_fault_is_resumable() {
+        let p = program("load_imm r8, 0x20010\nstore_ind_u32 r7, r8, 0\nload_ind_u32 r9, r8, 0\njump_ind r0, 0\n", Profile::V0_8);
+        let mut vm = JitInstance::new(&p).unwrap();
+        vm.set_gas(1000);
+        vm.set_reg(0, u64::from(pvm_core::HALT_ADDRESS));
+        vm.set_reg(7, 0xDEAD_BEEF);
+        assert_eq!(vm.run(), Ok(Exit::PageFault(0x20000)));
+        assert_eq!((vm.pc(), vm.gas(), vm.reg(9)), (5, 996, 0));
+        vm.map(0x20, 1, Access::Read);
+        assert_eq!(vm.run(), Ok(Exit::PageFault(0x20000)));
+        vm.map(0x20, 1, Access::Write);
+        assert_eq!(vm.run(), Ok(Exit::Halt));
+        assert_eq!((vm.reg(9), vm.gas()), (0xDEAD_BEEF, 996));
+    }
+
+    #[test]
+    fn low_addresses_panic_and_oog_resumes() {
+        let p = program(
+            "load_imm r8, 0x100\nload_ind_u32 r9, r8, 0\ntrap\n",
+            Profile::V0_8,
+        );
+        let mut vm = JitInstance::new(&p).unwrap();
+        vm.set_gas(1000);
+        vm.map(0, 1, Access::Write);
+        assert_eq!(vm.run(), Ok(Exit::Panic));
+        assert_eq!(vm.pc(), 4);
+
+        let p = program(
+            "load_imm r7, 1\njump next\nnext:\nload_imm r7, 2\nload_imm r8, 3\njump_ind r0, 0\n",
+            Profile::V0_8,
+        );
+        let mut vm = JitInstance::new(&p).unwrap();
+        vm.set_gas(4);
+        vm.set_reg(0, u64::from(pvm_core::HALT_ADDRESS));
+        assert_eq!(vm.run(), Ok(Exit::OutOfGas));
+        assert_eq!((vm.pc(), vm.gas(), vm.reg(7), vm.reg(8)), (5, 2, 1, 0));
+        vm.set_gas(3);
+        assert_eq!(vm.run(), Ok(Exit::Halt));
+        assert_eq!((vm.gas(), vm.reg(7), vm.reg(8)), (0, 2, 3));
+    }
+}
