@@ -349,9 +349,18 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Cases per run: 3000 in CI; the long run sets `PVM_DIFF_CASES`, e.g.
+/// `PVM_DIFF_CASES=100000 cargo test --release -p pvm-tests --test jit_differential`.
+fn cases() -> u32 {
+    std::env::var("PVM_DIFF_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 3000,
+        cases: cases(),
         max_shrink_iters: 2000,
         ..ProptestConfig::default()
     })]
