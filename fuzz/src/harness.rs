@@ -190,6 +190,60 @@ impl Ours<'_> {
     }
 }
 
+/// The first difference between our interpreter and our JIT after a run:
+/// exit, pc, registers, gas, the charged flag, and every compared page.
+fn jit_difference(
+    ours: &mut Ours<'_>,
+    jit: &mut pvm_jit::JitInstance,
+    our_exit: Exit,
+    jit_exit: Exit,
+    pages: &[u32],
+) -> Option<String> {
+    if our_exit != jit_exit {
+        return Some(format!("exit: interpreter {our_exit:?}, JIT {jit_exit:?}"));
+    }
+    let vm = &mut ours.vm;
+    if vm.pc() != jit.pc() {
+        return Some(format!("pc: interpreter {}, JIT {}", vm.pc(), jit.pc()));
+    }
+    if vm.regs() != jit.regs() {
+        return Some(format!(
+            "registers: interpreter {:x?}, JIT {:x?}",
+            vm.regs(),
+            jit.regs()
+        ));
+    }
+    if vm.gas() != jit.gas() {
+        return Some(format!("gas: interpreter {}, JIT {}", vm.gas(), jit.gas()));
+    }
+    if vm.gas_charged() != jit.gas_charged() {
+        return Some(format!(
+            "charged flag: interpreter {}, JIT {}",
+            vm.gas_charged(),
+            jit.gas_charged()
+        ));
+    }
+    for &p in pages {
+        let page = p / PAGE_SIZE;
+        let (a, b) = (vm.memory_mut().page_access(page), jit.page_access(page));
+        if a != b {
+            return Some(format!(
+                "access of page {p:#x}: interpreter {a:?}, JIT {b:?}"
+            ));
+        }
+        for off in 0..PAGE_SIZE {
+            let (x, y) = (vm.memory_mut().peek(p + off), jit.peek(p + off));
+            if x != y {
+                return Some(format!(
+                    "memory at {:#x}: interpreter {x:#04x}, JIT {y:#04x}",
+                    p + off
+                ));
+            }
+        }
+    }
+    None
+}
+
 fn polka_state(inst: &mut RawInstance, exit: Exit, pages: &[u32]) -> State {
     let mut regs = [0u64; 13];
     for (i, r) in regs.iter_mut().enumerate() {
@@ -314,6 +368,22 @@ pub fn run_case(
     };
     *ours.vm.regs_mut() = case.regs;
 
+    // The third engine: our recompiler, where this build has it. It must
+    // agree with our interpreter exactly, pc after halt included.
+    let mut jit = if pvm_jit::is_supported() {
+        let mut j = pvm_jit::JitInstance::new(&program).map_err(|e| format!("our JIT: {e}"))?;
+        for (addr, access, data) in &case.pages {
+            j.map(addr / PAGE_SIZE, 1, *access);
+            j.poke(*addr, data);
+        }
+        *j.regs_mut() = case.regs;
+        j.set_pc(case.entry);
+        j.set_gas(gas);
+        Some(j)
+    } else {
+        None
+    };
+
     let mut theirs = module
         .instantiate()
         .map_err(|e| format!("PolkaVM instantiate: {e}"))?;
@@ -343,6 +413,17 @@ pub fn run_case(
             InterruptKind::NotEnoughGas => Exit::OutOfGas,
             InterruptKind::Step => return Err("PolkaVM: unexpected step interrupt".into()),
         };
+        if let Some(j) = jit.as_mut() {
+            let jit_exit = j.run().map_err(|e| format!("our JIT: {e}"))?;
+            if let Some(diff) = jit_difference(&mut ours, j, our_exit, jit_exit, &pages) {
+                let mut text =
+                    format!("=== DIVERGENCE: interpreter vs JIT ({model:?} gas) ===\n{diff}\n");
+                text.push_str(
+                    &disassemble(&case.blob, Container::Raw, Profile::V0_8).unwrap_or_default(),
+                );
+                return Ok(Err(Divergence { report: text }));
+            }
+        }
         let a = ours.state(our_exit, &pages);
         let b = polka_state(&mut theirs, their_exit, &pages);
         exits.push(our_exit);
@@ -362,6 +443,9 @@ pub fn run_case(
                 let mut regs = *ours.vm.regs();
                 host_effect(&mut regs, id, hosts);
                 *ours.vm.regs_mut() = regs;
+                if let Some(j) = jit.as_mut() {
+                    *j.regs_mut() = regs;
+                }
                 for (i, &v) in regs.iter().enumerate() {
                     theirs.set_reg(PReg::ALL[i], v);
                 }
@@ -372,6 +456,10 @@ pub fn run_case(
                 m.set_access(addr / PAGE_SIZE, 1, Access::Write);
                 let data = vec![0xA5u8; PAGE_SIZE as usize];
                 m.poke(addr, &data);
+                if let Some(j) = jit.as_mut() {
+                    j.map(addr / PAGE_SIZE, 1, Access::Write);
+                    j.poke(addr, &data);
+                }
                 polka_map(&mut theirs, addr, Access::Write, &data)?;
                 if !pages.contains(&addr) {
                     pages.push(addr);
@@ -385,6 +473,9 @@ pub fn run_case(
                     GasModel::Gp => 90 * u64::from(refills),
                 };
                 ours.vm.set_gas(ours.vm.gas() + add);
+                if let Some(j) = jit.as_mut() {
+                    j.set_gas(j.gas() + add);
+                }
                 theirs.set_gas(theirs.gas() + add as i64);
             }
             exit => {
