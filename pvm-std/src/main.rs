@@ -87,39 +87,47 @@ impl From<BackendArg> for vectors::Backend {
     }
 }
 
+/// Options of `pvm run`.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// A standard program, a JAM code blob, or (with --raw) a program blob.
+    blob: PathBuf,
+    /// Treat the file as a bare program blob (empty memory, zero registers).
+    #[arg(long)]
+    raw: bool,
+    /// Initial program counter.
+    #[arg(long, default_value_t = 0)]
+    pc: u32,
+    /// Gas budget.
+    #[arg(long, default_value_t = i64::MAX as u64)]
+    gas: u64,
+    /// Register overrides applied after initialisation, e.g. `--reg r7=20`.
+    #[arg(long = "reg", value_parser = parse_reg)]
+    regs: Vec<(usize, u64)>,
+    #[arg(long, value_enum, default_value = "0.8")]
+    profile: ProfileArg,
+    /// Gas model (default: gp under --profile 0.8, naive under --profile 0.7).
+    #[arg(long = "gas-model", value_enum)]
+    gas_model: Option<GasModelArg>,
+    /// JSON file `[{"pc": N, "cost": N}, ...]` for `--gas-model table`.
+    #[arg(long = "gas-table")]
+    gas_table: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "interp")]
+    backend: BackendArg,
+    /// Print one JSON object on the last line.
+    #[arg(long)]
+    json: bool,
+    /// Print every instruction executed (pc, gas left, the instruction)
+    /// to stderr (interpreter only).
+    #[arg(long)]
+    trace: bool,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run a program until it halts, panics, runs out of gas, faults or makes
     /// a host call (no host is attached).
-    Run {
-        /// A standard program, a JAM code blob, or (with --raw) a program blob.
-        blob: PathBuf,
-        /// Treat the file as a bare program blob (empty memory, zero registers).
-        #[arg(long)]
-        raw: bool,
-        /// Initial program counter.
-        #[arg(long, default_value_t = 0)]
-        pc: u32,
-        /// Gas budget.
-        #[arg(long, default_value_t = i64::MAX as u64)]
-        gas: u64,
-        /// Register overrides applied after initialisation, e.g. `--reg r7=20`.
-        #[arg(long = "reg", value_parser = parse_reg)]
-        regs: Vec<(usize, u64)>,
-        #[arg(long, value_enum, default_value = "0.8")]
-        profile: ProfileArg,
-        /// Gas model (default: gp under --profile 0.8, naive under --profile 0.7).
-        #[arg(long = "gas-model", value_enum)]
-        gas_model: Option<GasModelArg>,
-        /// JSON file `[{"pc": N, "cost": N}, ...]` for `--gas-model table`.
-        #[arg(long = "gas-table")]
-        gas_table: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "interp")]
-        backend: BackendArg,
-        /// Print one JSON object on the last line.
-        #[arg(long)]
-        json: bool,
-    },
+    Run(RunArgs),
     /// Run every JSON conformance vector in a folder.
     Vectors {
         dir: PathBuf,
@@ -245,19 +253,38 @@ fn load_table(path: &PathBuf) -> Result<Table, String> {
     Ok(Table::new(costs))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn cmd_run(
-    blob: PathBuf,
-    raw: bool,
-    pc: u32,
-    gas: u64,
-    regs: Vec<(usize, u64)>,
-    profile: Profile,
-    gas_model: Option<GasModelArg>,
-    gas_table: Option<PathBuf>,
-    backend: BackendArg,
-    json: bool,
-) -> Result<(), String> {
+/// `--trace`: one line per instruction executed.
+struct TracePrinter<W: std::io::Write>(W);
+
+impl<W: std::io::Write> pvm_core::Tracer for TracePrinter<W> {
+    fn instruction(&mut self, pc: u32, inst: &pvm_core::Instruction, _regs: &[u64; 13], gas: u64) {
+        // A closed stderr is not worth stopping the guest for.
+        let _ = writeln!(
+            self.0,
+            "{pc:>8}  gas {gas:<20} {}",
+            pvm_core::asm::format_instruction(inst)
+        );
+    }
+}
+
+fn cmd_run(args: RunArgs) -> Result<(), String> {
+    let RunArgs {
+        blob,
+        raw,
+        pc,
+        gas,
+        regs,
+        profile,
+        gas_model,
+        gas_table,
+        backend,
+        json,
+        trace,
+    } = args;
+    let profile = Profile::from(profile);
+    if trace && backend != BackendArg::Interp {
+        return Err("--trace needs --backend interp".into());
+    }
     let mut loaded = load_file(&blob, raw, profile, &[]).map_err(|e| e.to_string())?;
     match gas_model.unwrap_or(GasModelArg::default_for(profile)) {
         GasModelArg::Naive => loaded
@@ -288,7 +315,13 @@ fn cmd_run(
                 vm.set_reg(r, v);
             }
             let start = std::time::Instant::now();
-            let exit = vm.run().map_err(|e| e.to_string())?;
+            let exit = if trace {
+                let mut printer = TracePrinter(std::io::BufWriter::new(std::io::stderr().lock()));
+                vm.run_traced(&mut printer)
+            } else {
+                vm.run()
+            }
+            .map_err(|e| e.to_string())?;
             (exit, start.elapsed(), vm.pc(), vm.gas(), *vm.regs())
         }
         BackendArg::Jit => {
@@ -471,30 +504,7 @@ fn cmd_asm(file: PathBuf, output: PathBuf, profile: Profile) -> Result<(), Strin
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run {
-            blob,
-            raw,
-            pc,
-            gas,
-            regs,
-            profile,
-            gas_model,
-            gas_table,
-            backend,
-            json,
-        } => cmd_run(
-            blob,
-            raw,
-            pc,
-            gas,
-            regs,
-            profile.into(),
-            gas_model,
-            gas_table,
-            backend,
-            json,
-        )
-        .map(|()| true),
+        Command::Run(args) => cmd_run(args).map(|()| true),
         Command::Vectors {
             dir,
             profile,

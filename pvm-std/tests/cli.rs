@@ -211,3 +211,35 @@ fn bad_input_gives_clear_errors_not_panics() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn trace_prints_one_line_per_instruction() {
+    let fib = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/fib.pvmasm");
+    let out = pvm()
+        .args([
+            "run",
+            fib.to_str().expect("UTF-8 path"),
+            "--reg",
+            "r7=5",
+            "--gas-model",
+            "naive",
+            "--trace",
+            "--json",
+        ])
+        .output()
+        .expect("pvm runs");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON");
+    let trace = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = trace.lines().collect();
+    // Naive model: gas used = instructions executed = trace lines.
+    assert_eq!(Some(lines.len() as u64), v["gas_used"].as_u64(), "{trace}");
+    assert!(
+        lines[0].trim_start().starts_with("0  gas") && lines[0].ends_with("load_imm r8, 0"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines.last().is_some_and(|l| l.ends_with("jump_ind r0, 0")));
+}
