@@ -6,9 +6,7 @@
 //! r7): 0 `output_audio`, 1 `output_video(ptr, width, height)`, 2
 //! `rom_read(ptr, offset, len)`, 3 `rom_size()`, 4 `stdout(ptr, len)`.
 
-use pvm_core::{
-    run_with_host, Exit, FlatMemory, Host, HostAction, Memory, Program, Vm, HALT_ADDRESS,
-};
+use pvm_core::{Exit, FlatMemory, Host, HostAction, Memory, Program, Vm, HALT_ADDRESS};
 use pvm_jit::JitInstance;
 use std::path::PathBuf;
 
@@ -95,13 +93,51 @@ impl DoomHost {
     }
 }
 
-/// What the DOOM host needs from a machine: registers and guest memory.
-/// Implemented for the interpreter and the recompiler.
+/// What DOOM's calls and host need from a machine: registers, pc, gas and
+/// guest memory. Implemented for the interpreter and the recompiler, so
+/// [`call`] and the run loop are written once.
 pub trait HostMachine {
     fn reg(&self, r: usize) -> u64;
     fn set_reg(&mut self, r: usize, v: u64);
     fn read_mem(&mut self, addr: u32, buf: &mut [u8]) -> Result<(), pvm_core::Trap>;
     fn write_mem(&mut self, addr: u32, data: &[u8]) -> Result<(), pvm_core::Trap>;
+    fn pc(&self) -> u32;
+    fn set_pc(&mut self, pc: u32);
+    fn gas(&self) -> u64;
+    fn set_gas(&mut self, gas: u64);
+    fn set_gas_charged(&mut self, charged: bool);
+    /// Runs to the next exit (a host call included).
+    fn run(&mut self) -> Result<Exit, pvm_core::Error>;
+    /// Marks the machine as stopped for good (a host ended the run).
+    fn finish(&mut self);
+}
+
+/// Forwards the machine-state methods of [`HostMachine`] to the inherent
+/// methods of the same names.
+macro_rules! forward_machine_state {
+    ($t:ident) => {
+        fn pc(&self) -> u32 {
+            $t::pc(self)
+        }
+        fn set_pc(&mut self, pc: u32) {
+            $t::set_pc(self, pc);
+        }
+        fn gas(&self) -> u64 {
+            $t::gas(self)
+        }
+        fn set_gas(&mut self, gas: u64) {
+            $t::set_gas(self, gas);
+        }
+        fn set_gas_charged(&mut self, charged: bool) {
+            $t::set_gas_charged(self, charged);
+        }
+        fn run(&mut self) -> Result<Exit, pvm_core::Error> {
+            $t::run(self)
+        }
+        fn finish(&mut self) {
+            $t::finish(self);
+        }
+    };
 }
 
 impl<M: Memory> HostMachine for Vm<'_, M> {
@@ -117,6 +153,7 @@ impl<M: Memory> HostMachine for Vm<'_, M> {
     fn write_mem(&mut self, addr: u32, data: &[u8]) -> Result<(), pvm_core::Trap> {
         self.memory_mut().write(addr, data)
     }
+    forward_machine_state!(Vm);
 }
 
 impl HostMachine for JitInstance {
@@ -132,6 +169,7 @@ impl HostMachine for JitInstance {
     fn write_mem(&mut self, addr: u32, data: &[u8]) -> Result<(), pvm_core::Trap> {
         self.write(addr, data)
     }
+    forward_machine_state!(JitInstance);
 }
 
 impl<M: Memory> Host<M> for DoomHost {
@@ -209,95 +247,18 @@ pub struct CallResult {
 
 /// Calls the entry at `pc` with argument `a0` under the programs' calling
 /// convention: fresh registers, ra = halt address, sp = stack top, memory
-/// kept from earlier calls.
-pub fn call<M: Memory>(
-    vm: &mut Vm<'_, M>,
+/// kept from earlier calls. Host calls are served until another exit (the
+/// GP's Ψ_H loop, as `pvm_core::run_with_host`, for either backend).
+pub fn call(
+    vm: &mut impl HostMachine,
     host: &mut DoomHost,
     pc: u32,
     a0: u64,
     gas: u64,
 ) -> Result<CallResult, String> {
-    *vm.regs_mut() = [0; 13];
-    vm.set_reg(0, u64::from(HALT_ADDRESS));
-    vm.set_reg(1, STACK_TOP);
-    vm.set_reg(7, a0);
-    vm.set_pc(pc);
-    vm.set_gas(gas);
-    vm.set_gas_charged(false);
-    let exit = run_with_host(vm, host).map_err(|e| e.to_string())?;
-    if let Some(e) = host.error.take() {
-        return Err(e);
+    for r in 0..13 {
+        vm.set_reg(r, 0);
     }
-    Ok(CallResult {
-        exit,
-        gas_used: gas - vm.gas(),
-    })
-}
-
-/// Summary of a DOOM run.
-#[derive(Debug, Clone)]
-pub struct RunSummary {
-    pub init_gas: u64,
-    pub ticks_gas: u64,
-    pub frames: u64,
-    pub last_frame_hash: Option<u64>,
-    pub init_time: std::time::Duration,
-    pub ticks_time: std::time::Duration,
-}
-
-/// Runs `ext_initialize` then `ticks` × `ext_tick`, each to halt.
-pub fn run(
-    program: &Program,
-    memory: FlatMemory,
-    host: &mut DoomHost,
-    ticks: u64,
-) -> Result<RunSummary, String> {
-    let gas = u64::MAX / 2;
-    let mut vm = Vm::new(program, memory, 0, gas);
-    let t = std::time::Instant::now();
-    let init = call(&mut vm, host, ENTRY_INITIALIZE, 0, gas)?;
-    let init_time = t.elapsed();
-    if init.exit != Exit::Halt {
-        return Err(format!(
-            "ext_initialize ended with {:?} at pc {}",
-            init.exit,
-            vm.pc()
-        ));
-    }
-    let t = std::time::Instant::now();
-    let mut ticks_gas = 0;
-    for n in 0..ticks {
-        let r = call(&mut vm, host, ENTRY_TICK, 0, gas)?;
-        if r.exit != Exit::Halt {
-            return Err(format!(
-                "ext_tick #{} ended with {:?} at pc {}",
-                n + 1,
-                r.exit,
-                vm.pc()
-            ));
-        }
-        ticks_gas += r.gas_used;
-    }
-    Ok(RunSummary {
-        init_gas: init.gas_used,
-        ticks_gas,
-        frames: host.frames,
-        last_frame_hash: host.last_frame_hash,
-        init_time,
-        ticks_time: t.elapsed(),
-    })
-}
-
-/// Calls the entry at `pc` on the recompiler, as [`call`] does on the
-/// interpreter (the host loop of `run_with_host`, for a [`JitInstance`]).
-pub fn call_jit(
-    vm: &mut JitInstance,
-    host: &mut DoomHost,
-    pc: u32,
-    a0: u64,
-    gas: u64,
-) -> Result<CallResult, String> {
-    *vm.regs_mut() = [0; 13];
     vm.set_reg(0, u64::from(HALT_ADDRESS));
     vm.set_reg(1, STACK_TOP);
     vm.set_reg(7, a0);
@@ -330,19 +291,49 @@ pub fn call_jit(
     })
 }
 
-/// [`run`] on the recompiler: `ext_initialize` then `ticks` × `ext_tick`.
-/// Compilation is not counted in the timings.
+/// Summary of a DOOM run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub init_gas: u64,
+    pub ticks_gas: u64,
+    pub frames: u64,
+    pub last_frame_hash: Option<u64>,
+    pub init_time: std::time::Duration,
+    pub ticks_time: std::time::Duration,
+}
+
+/// Runs `ext_initialize` then `ticks` × `ext_tick` on the interpreter, each
+/// to halt.
+pub fn run(
+    program: &Program,
+    memory: FlatMemory,
+    host: &mut DoomHost,
+    ticks: u64,
+) -> Result<RunSummary, String> {
+    run_on(&mut Vm::new(program, memory, 0, 0), host, ticks)
+}
+
+/// [`run`] on the recompiler. Compilation is not counted in the timings.
 pub fn run_jit(
     program: &Program,
     memory: FlatMemory,
     host: &mut DoomHost,
     ticks: u64,
 ) -> Result<RunSummary, String> {
-    let gas = u64::MAX / 2;
     let mut vm = crate::jit::instance_with_memory(program, &memory).map_err(|e| e.to_string())?;
     drop(memory);
+    run_on(&mut vm, host, ticks)
+}
+
+/// `ext_initialize` then `ticks` × `ext_tick` on any machine, each to halt.
+pub fn run_on(
+    vm: &mut impl HostMachine,
+    host: &mut DoomHost,
+    ticks: u64,
+) -> Result<RunSummary, String> {
+    let gas = u64::MAX / 2;
     let t = std::time::Instant::now();
-    let init = call_jit(&mut vm, host, ENTRY_INITIALIZE, 0, gas)?;
+    let init = call(vm, host, ENTRY_INITIALIZE, 0, gas)?;
     let init_time = t.elapsed();
     if init.exit != Exit::Halt {
         return Err(format!(
@@ -354,7 +345,7 @@ pub fn run_jit(
     let t = std::time::Instant::now();
     let mut ticks_gas = 0;
     for n in 0..ticks {
-        let r = call_jit(&mut vm, host, ENTRY_TICK, 0, gas)?;
+        let r = call(vm, host, ENTRY_TICK, 0, gas)?;
         if r.exit != Exit::Halt {
             return Err(format!(
                 "ext_tick #{} ended with {:?} at pc {}",
