@@ -503,6 +503,30 @@ macro_rules! define_isa {
 
 for_each_instruction!(define_isa);
 
+impl Args {
+    /// The registers these arguments name, in argument order (a register
+    /// named twice appears twice). Sources and destinations alike: for
+    /// consumers that only need to know which registers an instruction
+    /// touches, such as the recompiler's register assignment.
+    pub fn registers(&self) -> impl Iterator<Item = Reg> {
+        let (regs, n): ([Reg; 3], usize) = match *self {
+            Args::NoArgs(_) | Args::OneImm(_) | Args::TwoImm(_) | Args::OneOffset(_) => {
+                ([Reg(0); 3], 0)
+            }
+            Args::RegExtImm(x) => ([x.a, Reg(0), Reg(0)], 1),
+            Args::RegImm(x) => ([x.a, Reg(0), Reg(0)], 1),
+            Args::RegTwoImm(x) => ([x.a, Reg(0), Reg(0)], 1),
+            Args::RegImmOffset(x) => ([x.a, Reg(0), Reg(0)], 1),
+            Args::TwoReg(x) => ([x.d, x.a, Reg(0)], 2),
+            Args::TwoRegImm(x) => ([x.a, x.b, Reg(0)], 2),
+            Args::TwoRegOffset(x) => ([x.a, x.b, Reg(0)], 2),
+            Args::TwoRegTwoImm(x) => ([x.a, x.b, Reg(0)], 2),
+            Args::ThreeReg(x) => ([x.a, x.b, x.d], 3),
+        };
+        regs.into_iter().take(n)
+    }
+}
+
 impl Opcode {
     /// Looks an opcode up by its GP name.
     pub fn from_name(name: &str) -> Option<Opcode> {
@@ -545,6 +569,24 @@ impl Instruction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registers_lists_every_register_operand() {
+        let r = |i| Reg::new(i).unwrap();
+        let three = Instruction::Add64(ThreeReg {
+            a: r(1),
+            b: r(2),
+            d: r(3),
+        });
+        assert!(three.args().registers().eq([r(1), r(2), r(3)]));
+        let two = Instruction::MoveReg(TwoReg { d: r(4), a: r(4) });
+        assert!(two.args().registers().eq([r(4), r(4)]));
+        let one = Instruction::LoadImm64(RegExtImm { a: r(12), imm: 1 });
+        assert!(one.args().registers().eq([r(12)]));
+        assert_eq!(Instruction::Trap(NoArgs).args().registers().count(), 0);
+        let imm = Instruction::StoreImmU8(TwoImm { x: 1, y: 2 });
+        assert_eq!(imm.args().registers().count(), 0);
+    }
 
     #[test]
     fn profiles_have_the_gp_opcode_counts() {

@@ -1,28 +1,35 @@
 //! One linear pass from a [`Program`]'s instructions to x86-64 code.
 //!
-//! Machine state while guest code runs: `r15` = the [`Ctx`] (guest
-//! registers, gas, exit slots), `r14` = the base of the guest memory window;
-//! `rax`, `rcx`, `rdx`, `rsi` are scratch. Guest registers live in the
-//! context, so a fault or exit needs no register spilling and the signal
-//! handler only has to redirect `rip`. The stack pointer does not move inside
-//! guest code (the entry aligns it to 16 once), which lets the fault stub
-//! jump straight to the common epilogue.
+//! Machine state while guest code runs: `r15` = the base of the guest memory
+//! window; the [`Ctx`] (gas, exit slots, the register file as seen from
+//! Rust) sits just below it, at `r15 - size_of::<Ctx>()`, where no guest
+//! address can reach (guest addresses are zero-extended 32-bit offsets
+//! *above* `r15`). `rax` and `rcx` are scratch. Twelve of the thirteen
+//! guest registers live in host registers for the whole run ([`RegMap`]:
+//! the program's most used ones in `rbx`, `rbp`, `rsi`, `rdi`, `r8`–`r14`,
+//! the next in `rdx`, which division and wide multiplication borrow and
+//! give back), the least used one in its context slot. The entry
+//! trampoline loads them from the context and the one epilogue every exit
+//! goes through stores them back, so Rust always sees the registers in the
+//! context, and a fault needs no spilling: the signal handler redirects
+//! `rip` to a stub that jumps to that epilogue, with the registers exactly
+//! as they were before the faulting instruction. The stack pointer does not
+//! move inside guest code (the entry aligns it to 16 once).
 //!
 //! Layout, per instruction `i` in code order: if `i` starts a gas block, a
-//! charge prologue (`charge[i]`: `gas -= cost`, out-of-gas if it would
-//! borrow), then the body (`body[i]`, whose offset is recorded in `starts`).
-//! Static jumps go to the target's charge prologue, exactly as the
-//! interpreter's terminators charge the block they enter; the Rust side enters
-//! at a body after charging itself. Code after a block's terminator is never
-//! reached by falling through, because every terminator jumps or exits.
-//! Out-of-line stubs (out-of-gas per block, the shared exits) come after all
+//! charge prologue (`gas -= cost`, out-of-gas if it would borrow), then the
+//! body (`starts[i]`). Static jumps go to the target's charge prologue,
+//! exactly as the interpreter's terminators charge the block they enter; a
+//! jump to the instruction that comes next in code order is omitted, as its
+//! prologue follows. The Rust side enters at a body after charging itself.
+//! Out-of-line stubs (out-of-gas, panics, the shared exits) come after all
 //! bodies and contain no guest memory access, so a faulting native offset
 //! always falls inside the body of the instruction that faulted.
 
 use super::{exit_kind, Ctx};
-use core::mem::offset_of;
+use core::mem::{offset_of, size_of};
 use dynasmrt::{dynasm, x64::Assembler, AssemblyOffset, DynamicLabel, DynasmApi, DynasmLabelApi};
-use pvm_core::isa::{sext, Instruction as I};
+use pvm_core::isa::Instruction as I;
 use pvm_core::program::INVALID_TARGET;
 use pvm_core::{Error, Profile, Program};
 
@@ -40,17 +47,87 @@ pub(super) struct Code {
     pub fault_stub: u32,
 }
 
-const fn reg_off(r: u8) -> i32 {
-    (offset_of!(Ctx, regs) + 8 * r as usize) as i32
+/// Offset of a context field from the window base (`r15`).
+const fn ctx_off(field: usize) -> i32 {
+    field as i32 - size_of::<Ctx>() as i32
 }
-const GAS: i32 = offset_of!(Ctx, gas) as i32;
-const EXIT_IDX: i32 = offset_of!(Ctx, exit_idx) as i32;
-const EXIT_ARG: i32 = offset_of!(Ctx, exit_arg) as i32;
-const JT_PTR: i32 = offset_of!(Ctx, jt_ptr) as i32;
-const JT_LEN: i32 = offset_of!(Ctx, jt_len) as i32;
+const fn reg_off(r: u8) -> i32 {
+    ctx_off(offset_of!(Ctx, regs) + 8 * r as usize)
+}
+const GAS: i32 = ctx_off(offset_of!(Ctx, gas));
+const EXIT_IDX: i32 = ctx_off(offset_of!(Ctx, exit_idx));
+const EXIT_ARG: i32 = ctx_off(offset_of!(Ctx, exit_arg));
+const JT_PTR: i32 = ctx_off(offset_of!(Ctx, jt_ptr));
+const JT_LEN: i32 = ctx_off(offset_of!(Ctx, jt_len));
+const TMP: i32 = ctx_off(offset_of!(Ctx, tmp));
+/// The context's address relative to the window base.
+const CTX: i32 = ctx_off(0);
 
-/// The binary operations, computed as `rax = rax OP rcx`.
-#[derive(Clone, Copy)]
+// Host register numbers (x86-64 encoding).
+const RAX: u8 = 0;
+const RCX: u8 = 1;
+const RDX: u8 = 2;
+/// Host registers for guest registers, best first (`rdx` comes last, as
+/// division and wide multiplication borrow it).
+const HOST: [u8; 12] = [3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, RDX];
+
+/// Where a guest register lives while native code runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Loc {
+    /// In this host register.
+    Reg(u8),
+    /// In its context slot, at this offset from `r15`.
+    Mem(i32),
+}
+
+/// The assignment of guest registers to host registers for one program.
+#[derive(Clone, Debug)]
+pub(super) struct RegMap {
+    loc: [Loc; 13],
+}
+
+impl RegMap {
+    /// Host registers to the most used guest registers (counted over the
+    /// program's instructions), the least used one to memory.
+    pub fn for_program(p: &Program) -> RegMap {
+        let mut uses = [0u64; 13];
+        for inst in p.instructions() {
+            for r in inst.args().registers() {
+                uses[r.index()] += 1;
+            }
+        }
+        let mut order: [usize; 13] = core::array::from_fn(|i| i);
+        order.sort_by_key(|&g| (core::cmp::Reverse(uses[g]), g));
+        let mut loc = [Loc::Mem(0); 13];
+        for (k, &g) in order.iter().enumerate() {
+            loc[g] = match HOST.get(k) {
+                Some(&h) => Loc::Reg(h),
+                None => Loc::Mem(reg_off(g as u8)),
+            };
+        }
+        RegMap { loc }
+    }
+
+    pub fn loc(&self, g: u8) -> Loc {
+        self.loc[g as usize]
+    }
+
+    /// `(guest, host)` for every guest register kept in a host register.
+    fn in_host(&self) -> impl Iterator<Item = (u8, u8)> + '_ {
+        self.loc.iter().enumerate().filter_map(|(g, l)| match *l {
+            Loc::Reg(h) => Some((g as u8, h)),
+            Loc::Mem(_) => None,
+        })
+    }
+
+    /// The guest register kept in `rdx`, if any.
+    fn in_rdx(&self) -> Option<u8> {
+        self.in_host().find(|&(_, h)| h == RDX).map(|(g, _)| g)
+    }
+}
+
+/// The binary operations.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Bin {
     Add32,
     Sub32,
@@ -93,6 +170,27 @@ enum Bin {
     MinU,
 }
 
+impl Bin {
+    /// Whether the operation needs `rdx` (division, wide multiplication).
+    fn uses_rdx(self) -> bool {
+        use Bin::*;
+        matches!(
+            self,
+            DivU32
+                | DivS32
+                | RemU32
+                | RemS32
+                | DivU64
+                | DivS64
+                | RemU64
+                | RemS64
+                | MulUpperSS
+                | MulUpperUU
+                | MulUpperSU
+        )
+    }
+}
+
 /// An operand: a guest register or a (sign-extended) immediate.
 #[derive(Clone, Copy)]
 enum Src {
@@ -100,14 +198,27 @@ enum Src {
     Imm(u32),
 }
 
+/// A guest address: in `eax`, or a constant below 2^31 (a displacement).
+#[derive(Clone, Copy)]
+enum Addr {
+    Rax,
+    Abs(i32),
+}
+
 struct Emitter<'p> {
     a: Assembler,
     p: &'p Program,
+    regs: RegMap,
     charge: Vec<Option<DynamicLabel>>,
     epilogue: DynamicLabel,
     djump: DynamicLabel,
     panic_common: DynamicLabel,
-    oog_stubs: Vec<(DynamicLabel, u32)>,
+    /// Out-of-gas stubs: label, instruction, block cost.
+    oog_stubs: Vec<(DynamicLabel, u32, u64)>,
+    /// Panic stubs: label, instruction.
+    panic_stubs: Vec<(DynamicLabel, u32)>,
+    /// The instruction being emitted.
+    cur: usize,
 }
 
 pub(super) fn compile(p: &Program, sbrk: usize) -> Result<Code, Error> {
@@ -123,14 +234,17 @@ pub(super) fn compile(p: &Program, sbrk: usize) -> Result<Code, Error> {
     let mut e = Emitter {
         a,
         p,
+        regs: RegMap::for_program(p),
         charge,
         epilogue,
         djump,
         panic_common,
         oog_stubs: Vec::new(),
+        panic_stubs: Vec::new(),
+        cur: 0,
     };
 
-    // Entry trampoline: extern "sysv64" fn(ctx, mem_base, target) -> u32.
+    // Entry trampoline: extern "sysv64" fn(window_base, target) -> u32.
     let entry = e.a.offset().0 as u32;
     dynasm!(e.a
         ; .arch x64
@@ -142,9 +256,12 @@ pub(super) fn compile(p: &Program, sbrk: usize) -> Result<Code, Error> {
         ; push r15
         ; sub rsp, 8
         ; mov r15, rdi
-        ; mov r14, rsi
-        ; jmp rdx
+        ; mov rax, rsi
     );
+    for (g, h) in e.regs.clone().in_host() {
+        dynasm!(e.a ; .arch x64 ; mov Rq(h), QWORD [r15 + reg_off(g)]);
+    }
+    dynasm!(e.a ; .arch x64 ; jmp rax);
 
     let mut starts = Vec::with_capacity(n);
     for i in 0..n {
@@ -152,17 +269,32 @@ pub(super) fn compile(p: &Program, sbrk: usize) -> Result<Code, Error> {
             e.emit_charge(i, l);
         }
         starts.push(e.a.offset().0 as u32);
+        e.cur = i;
         e.emit(i, sbrk)?;
     }
 
     // Out-of-line stubs.
-    for (l, idx) in core::mem::take(&mut e.oog_stubs) {
+    for (l, idx, cost) in core::mem::take(&mut e.oog_stubs) {
+        dynasm!(e.a ; .arch x64 ; =>l);
+        // Give back what the prologue took: out-of-gas leaves gas unchanged.
+        if let Ok(c) = i32::try_from(cost) {
+            dynasm!(e.a ; .arch x64 ; add QWORD [r15 + GAS], c);
+        } else {
+            dynasm!(e.a ; .arch x64 ; mov rax, QWORD cost as i64 ; add QWORD [r15 + GAS], rax);
+        }
+        dynasm!(e.a
+            ; .arch x64
+            ; mov DWORD [r15 + EXIT_IDX], idx as i32
+            ; mov eax, exit_kind::OUT_OF_GAS as i32
+            ; jmp =>epilogue
+        );
+    }
+    for (l, idx) in core::mem::take(&mut e.panic_stubs) {
         dynasm!(e.a
             ; .arch x64
             ; =>l
             ; mov DWORD [r15 + EXIT_IDX], idx as i32
-            ; mov eax, exit_kind::OUT_OF_GAS as i32
-            ; jmp =>epilogue
+            ; jmp =>panic_common
         );
     }
     // Dynamic jump: eax = address, EXIT_IDX = the jumping instruction.
@@ -196,6 +328,12 @@ pub(super) fn compile(p: &Program, sbrk: usize) -> Result<Code, Error> {
         ; .arch x64
         ; mov eax, exit_kind::PAGE_FAULT as i32
         ; =>epilogue
+    );
+    for (g, h) in e.regs.clone().in_host() {
+        dynasm!(e.a ; .arch x64 ; mov QWORD [r15 + reg_off(g)], Rq(h));
+    }
+    dynasm!(e.a
+        ; .arch x64
         ; add rsp, 8
         ; pop r15
         ; pop r14
@@ -257,19 +395,18 @@ pub(super) fn addr(buf: &dynasmrt::ExecutableBuffer, off: u32) -> *const u8 {
 impl Emitter<'_> {
     fn emit_charge(&mut self, i: usize, l: DynamicLabel) {
         let cost = self.p.block_cost(self.p.block_of(i));
-        let oog = self.a.new_dynamic_label();
-        self.oog_stubs.push((oog, i as u32));
-        dynasm!(self.a ; .arch x64 ; =>l ; mov rax, QWORD [r15 + GAS]);
-        if let Ok(c) = i32::try_from(cost) {
-            dynasm!(self.a ; .arch x64 ; sub rax, c);
-        } else {
-            dynasm!(self.a ; .arch x64 ; mov rcx, QWORD cost as i64 ; sub rax, rcx);
+        dynasm!(self.a ; .arch x64 ; =>l);
+        if cost == 0 {
+            return;
         }
-        dynasm!(self.a
-            ; .arch x64
-            ; jb =>oog
-            ; mov QWORD [r15 + GAS], rax
-        );
+        let oog = self.a.new_dynamic_label();
+        self.oog_stubs.push((oog, i as u32, cost));
+        if let Ok(c) = i32::try_from(cost) {
+            dynasm!(self.a ; .arch x64 ; sub QWORD [r15 + GAS], c);
+        } else {
+            dynasm!(self.a ; .arch x64 ; mov rax, QWORD cost as i64 ; sub QWORD [r15 + GAS], rax);
+        }
+        dynasm!(self.a ; .arch x64 ; jb =>oog);
     }
 
     fn exit(&mut self, i: usize, kind: u32, arg: u32) {
@@ -290,114 +427,201 @@ impl Emitter<'_> {
         );
     }
 
-    /// Jumps to the charge prologue of block-starting instruction `t`.
-    fn goto(&mut self, t: usize) -> Result<(), Error> {
-        let l = self
-            .charge
+    /// The label of the charge prologue of block-starting instruction `t`.
+    fn label(&self, t: usize) -> Result<DynamicLabel, Error> {
+        self.charge
             .get(t)
             .copied()
             .flatten()
             .ok_or(Error::Unsupported(
                 "JIT: a jump target that does not start a gas block",
-            ))?;
-        dynasm!(self.a ; .arch x64 ; jmp =>l);
+            ))
+    }
+
+    /// Continues at block-starting instruction `t` (nothing to emit when
+    /// it comes next in code order: its prologue follows).
+    fn goto(&mut self, t: usize) -> Result<(), Error> {
+        let l = self.label(t)?;
+        if t != self.cur + 1 {
+            dynasm!(self.a ; .arch x64 ; jmp =>l);
+        }
         Ok(())
     }
 
-    /// `eax` = the effective address `reg[b] + sext(imm)` (mod 2^32).
-    fn ea(&mut self, base: Option<u8>, imm: u32) {
-        match base {
-            Some(b) => {
-                dynasm!(self.a ; .arch x64 ; mov eax, DWORD [r15 + reg_off(b)]);
-                if imm != 0 {
-                    dynasm!(self.a ; .arch x64 ; add eax, imm as i32);
-                }
-            }
-            None => dynasm!(self.a ; .arch x64 ; mov eax, imm as i32),
+    /// A static jump of the current instruction: to `target`, or a panic.
+    fn jump(&mut self, target: u32) -> Result<(), Error> {
+        if target == INVALID_TARGET {
+            self.panic(self.cur);
+            Ok(())
+        } else {
+            self.goto(target as usize)
         }
+    }
+
+    // --- guest registers ---------------------------------------------------
+
+    /// A host register holding guest register `g`: its own, or `tmp`
+    /// after loading it.
+    fn get(&mut self, g: u8, tmp: u8) -> u8 {
+        match self.regs.loc(g) {
+            Loc::Reg(h) => h,
+            Loc::Mem(o) => {
+                dynasm!(self.a ; .arch x64 ; mov Rq(tmp), QWORD [r15 + o]);
+                tmp
+            }
+        }
+    }
+
+    /// The host register to compute guest register `g` in: its own, or
+    /// `tmp` (then [`put`](Self::put) stores it).
+    fn dest(&self, g: u8, tmp: u8) -> u8 {
+        match self.regs.loc(g) {
+            Loc::Reg(h) => h,
+            Loc::Mem(_) => tmp,
+        }
+    }
+
+    /// Guest register `g` = host register `h`.
+    fn put(&mut self, g: u8, h: u8) {
+        match self.regs.loc(g) {
+            Loc::Reg(d) if d == h => {}
+            Loc::Reg(d) => dynasm!(self.a ; .arch x64 ; mov Rq(d), Rq(h)),
+            Loc::Mem(o) => dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + o], Rq(h)),
+        }
+    }
+
+    /// Host register `h` = the operand.
+    fn load_to(&mut self, h: u8, s: Src) {
+        match s {
+            Src::R(g) => match self.regs.loc(g) {
+                Loc::Reg(x) if x == h => {}
+                Loc::Reg(x) => dynasm!(self.a ; .arch x64 ; mov Rq(h), Rq(x)),
+                Loc::Mem(o) => dynasm!(self.a ; .arch x64 ; mov Rq(h), QWORD [r15 + o]),
+            },
+            Src::Imm(v) => dynasm!(self.a ; .arch x64 ; mov Rq(h), v as i32),
+        }
+    }
+
+    /// Guest register `g` = the sign-extended immediate `v`.
+    fn set_imm(&mut self, g: u8, v: u32) {
+        match self.regs.loc(g) {
+            Loc::Reg(h) => dynasm!(self.a ; .arch x64 ; mov Rq(h), v as i32),
+            Loc::Mem(o) => dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + o], v as i32),
+        }
+    }
+
+    /// Stores every host-resident guest register to its context slot.
+    fn spill_all(&mut self) {
+        for (g, h) in self.regs.clone().in_host() {
+            dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + reg_off(g)], Rq(h));
+        }
+    }
+
+    /// Reloads every host-resident guest register from its context slot.
+    fn reload_all(&mut self) {
+        for (g, h) in self.regs.clone().in_host() {
+            dynasm!(self.a ; .arch x64 ; mov Rq(h), QWORD [r15 + reg_off(g)]);
+        }
+    }
+
+    // --- memory ------------------------------------------------------------
+
+    /// The effective address `reg[b] + sext(imm)` (mod 2^32), or `imm`.
+    fn ea(&mut self, base: Option<u8>, imm: u32) -> Addr {
+        match base {
+            None if imm < 0x8000_0000 => return Addr::Abs(imm as i32),
+            None => dynasm!(self.a ; .arch x64 ; mov eax, imm as i32),
+            Some(b) => match self.regs.loc(b) {
+                // A 32-bit `lea` truncates the 64-bit sum: the PVM's wrap.
+                Loc::Reg(h) if imm == 0 => dynasm!(self.a ; .arch x64 ; mov eax, Rd(h)),
+                Loc::Reg(h) => dynasm!(self.a ; .arch x64 ; lea eax, [Rq(h) + imm as i32]),
+                Loc::Mem(o) => {
+                    dynasm!(self.a ; .arch x64 ; mov eax, DWORD [r15 + o]);
+                    if imm != 0 {
+                        dynasm!(self.a ; .arch x64 ; add eax, imm as i32);
+                    }
+                }
+            },
+        }
+        Addr::Rax
     }
 
     fn load(&mut self, dst: u8, base: Option<u8>, imm: u32, size: u8, signed: bool) {
-        self.ea(base, imm);
-        match (size, signed) {
-            (1, false) => dynasm!(self.a ; .arch x64 ; movzx ecx, BYTE [r14 + rax]),
-            (1, true) => dynasm!(self.a ; .arch x64 ; movsx rcx, BYTE [r14 + rax]),
-            (2, false) => dynasm!(self.a ; .arch x64 ; movzx ecx, WORD [r14 + rax]),
-            (2, true) => dynasm!(self.a ; .arch x64 ; movsx rcx, WORD [r14 + rax]),
-            (4, false) => dynasm!(self.a ; .arch x64 ; mov ecx, DWORD [r14 + rax]),
-            (4, true) => dynasm!(self.a ; .arch x64 ; movsxd rcx, DWORD [r14 + rax]),
-            _ => dynasm!(self.a ; .arch x64 ; mov rcx, QWORD [r14 + rax]),
+        let at = self.ea(base, imm);
+        let d = self.dest(dst, RCX);
+        match (at, size, signed) {
+            (Addr::Rax, 1, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), BYTE [r15 + rax]),
+            (Addr::Rax, 1, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), BYTE [r15 + rax]),
+            (Addr::Rax, 2, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), WORD [r15 + rax]),
+            (Addr::Rax, 2, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), WORD [r15 + rax]),
+            (Addr::Rax, 4, false) => dynasm!(self.a ; .arch x64 ; mov Rd(d), DWORD [r15 + rax]),
+            (Addr::Rax, 4, true) => dynasm!(self.a ; .arch x64 ; movsxd Rq(d), DWORD [r15 + rax]),
+            (Addr::Rax, _, _) => dynasm!(self.a ; .arch x64 ; mov Rq(d), QWORD [r15 + rax]),
+            (Addr::Abs(k), 1, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), BYTE [r15 + k]),
+            (Addr::Abs(k), 1, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), BYTE [r15 + k]),
+            (Addr::Abs(k), 2, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), WORD [r15 + k]),
+            (Addr::Abs(k), 2, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), WORD [r15 + k]),
+            (Addr::Abs(k), 4, false) => dynasm!(self.a ; .arch x64 ; mov Rd(d), DWORD [r15 + k]),
+            (Addr::Abs(k), 4, true) => dynasm!(self.a ; .arch x64 ; movsxd Rq(d), DWORD [r15 + k]),
+            (Addr::Abs(k), _, _) => dynasm!(self.a ; .arch x64 ; mov Rq(d), QWORD [r15 + k]),
         }
-        dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + reg_off(dst)], rcx);
+        self.put(dst, d);
     }
 
     fn store(&mut self, src: Src, base: Option<u8>, imm: u32, size: u8) {
-        self.ea(base, imm);
+        let at = self.ea(base, imm);
         match src {
-            Src::R(r) => {
-                dynasm!(self.a ; .arch x64 ; mov rcx, QWORD [r15 + reg_off(r)]);
-                match size {
-                    1 => dynasm!(self.a ; .arch x64 ; mov BYTE [r14 + rax], cl),
-                    2 => dynasm!(self.a ; .arch x64 ; mov WORD [r14 + rax], cx),
-                    4 => dynasm!(self.a ; .arch x64 ; mov DWORD [r14 + rax], ecx),
-                    _ => dynasm!(self.a ; .arch x64 ; mov QWORD [r14 + rax], rcx),
+            Src::R(g) => {
+                let s = self.get(g, RCX);
+                match (at, size) {
+                    (Addr::Rax, 1) => dynasm!(self.a ; .arch x64 ; mov BYTE [r15 + rax], Rb(s)),
+                    (Addr::Rax, 2) => dynasm!(self.a ; .arch x64 ; mov WORD [r15 + rax], Rw(s)),
+                    (Addr::Rax, 4) => dynasm!(self.a ; .arch x64 ; mov DWORD [r15 + rax], Rd(s)),
+                    (Addr::Rax, _) => dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + rax], Rq(s)),
+                    (Addr::Abs(k), 1) => dynasm!(self.a ; .arch x64 ; mov BYTE [r15 + k], Rb(s)),
+                    (Addr::Abs(k), 2) => dynasm!(self.a ; .arch x64 ; mov WORD [r15 + k], Rw(s)),
+                    (Addr::Abs(k), 4) => dynasm!(self.a ; .arch x64 ; mov DWORD [r15 + k], Rd(s)),
+                    (Addr::Abs(k), _) => dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + k], Rq(s)),
                 }
             }
-            Src::Imm(v) => match size {
-                1 => dynasm!(self.a ; .arch x64 ; mov BYTE [r14 + rax], v as u8 as i8),
-                2 => dynasm!(self.a ; .arch x64 ; mov WORD [r14 + rax], v as u16 as i16),
-                4 => dynasm!(self.a ; .arch x64 ; mov DWORD [r14 + rax], v as i32),
-                _ => dynasm!(self.a ; .arch x64 ; mov QWORD [r14 + rax], v as i32),
+            Src::Imm(v) => match (at, size) {
+                (Addr::Rax, 1) => dynasm!(self.a ; .arch x64 ; mov BYTE [r15 + rax], v as u8 as i8),
+                (Addr::Rax, 2) => {
+                    dynasm!(self.a ; .arch x64 ; mov WORD [r15 + rax], v as u16 as i16)
+                }
+                (Addr::Rax, 4) => dynasm!(self.a ; .arch x64 ; mov DWORD [r15 + rax], v as i32),
+                (Addr::Rax, _) => dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + rax], v as i32),
+                (Addr::Abs(k), 1) => {
+                    dynasm!(self.a ; .arch x64 ; mov BYTE [r15 + k], v as u8 as i8)
+                }
+                (Addr::Abs(k), 2) => {
+                    dynasm!(self.a ; .arch x64 ; mov WORD [r15 + k], v as u16 as i16)
+                }
+                (Addr::Abs(k), 4) => dynasm!(self.a ; .arch x64 ; mov DWORD [r15 + k], v as i32),
+                (Addr::Abs(k), _) => dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + k], v as i32),
             },
         }
     }
 
-    fn load_src(&mut self, s: Src, rcx: bool) {
-        match (s, rcx) {
-            (Src::R(r), false) => dynasm!(self.a ; .arch x64 ; mov rax, QWORD [r15 + reg_off(r)]),
-            (Src::R(r), true) => dynasm!(self.a ; .arch x64 ; mov rcx, QWORD [r15 + reg_off(r)]),
-            (Src::Imm(v), false) => dynasm!(self.a ; .arch x64 ; mov rax, QWORD sext(v) as i64),
-            (Src::Imm(v), true) => dynasm!(self.a ; .arch x64 ; mov rcx, QWORD sext(v) as i64),
-        }
-    }
+    // --- arithmetic --------------------------------------------------------
 
     /// `reg[d] = x OP y`.
     fn bin(&mut self, op: Bin, d: u8, x: Src, y: Src) {
-        // Common register-immediate forms take the immediate directly
-        // (x86 sign-extends imm32, as the PVM does).
-        if let (Src::R(_), Src::Imm(v)) = (x, y) {
-            let v = v as i32;
-            let direct = matches!(
-                op,
-                Bin::Add64
-                    | Bin::Sub64
-                    | Bin::And
-                    | Bin::Xor
-                    | Bin::Or
-                    | Bin::Mul64
-                    | Bin::Add32
-                    | Bin::Sub32
-                    | Bin::Mul32
-            );
-            if direct {
-                self.load_src(x, false);
-                match op {
-                    Bin::Add64 => dynasm!(self.a ; .arch x64 ; add rax, v),
-                    Bin::Sub64 => dynasm!(self.a ; .arch x64 ; sub rax, v),
-                    Bin::And => dynasm!(self.a ; .arch x64 ; and rax, v),
-                    Bin::Xor => dynasm!(self.a ; .arch x64 ; xor rax, v),
-                    Bin::Or => dynasm!(self.a ; .arch x64 ; or rax, v),
-                    Bin::Mul64 => dynasm!(self.a ; .arch x64 ; imul rax, rax, v),
-                    Bin::Add32 => dynasm!(self.a ; .arch x64 ; add eax, v ; movsxd rax, eax),
-                    Bin::Sub32 => dynasm!(self.a ; .arch x64 ; sub eax, v ; movsxd rax, eax),
-                    _ => dynasm!(self.a ; .arch x64 ; imul eax, eax, v ; movsxd rax, eax),
-                }
-                dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + reg_off(d)], rax);
+        if let Src::R(gx) = x {
+            if self.two_address(op, d, gx, y) {
                 return;
             }
         }
-        self.load_src(x, false);
-        self.load_src(y, true);
+        self.load_to(RAX, x);
+        self.load_to(RCX, y);
+        let saved = if op.uses_rdx() {
+            self.regs.in_rdx()
+        } else {
+            None
+        };
+        if let Some(g) = saved {
+            dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + reg_off(g)], rdx);
+        }
         let done = self.a.new_dynamic_label();
         match op {
             Bin::Add32 => dynasm!(self.a ; .arch x64 ; add eax, ecx ; movsxd rax, eax),
@@ -507,17 +731,18 @@ impl Emitter<'_> {
             Bin::MulUpperUU => dynasm!(self.a ; .arch x64 ; mul rcx ; mov rax, rdx),
             // (signed a × unsigned b) >> 64 = mulhu(a, b) − (a < 0 ? b : 0).
             Bin::MulUpperSU => dynasm!(self.a ; .arch x64
-                ; mov rsi, rax
+                ; mov rdx, rax
+                ; sar rdx, 63
+                ; and rdx, rcx
+                ; mov QWORD [r15 + TMP], rdx
                 ; mul rcx
-                ; sar rsi, 63
-                ; and rsi, rcx
-                ; sub rdx, rsi
+                ; sub rdx, QWORD [r15 + TMP]
                 ; mov rax, rdx
             ),
             Bin::SetLtU => dynasm!(self.a ; .arch x64
-                ; xor edx, edx ; cmp rax, rcx ; setb dl ; mov rax, rdx),
+                ; cmp rax, rcx ; setb al ; movzx eax, al),
             Bin::SetLtS => dynasm!(self.a ; .arch x64
-                ; xor edx, edx ; cmp rax, rcx ; setl dl ; mov rax, rdx),
+                ; cmp rax, rcx ; setl al ; movzx eax, al),
             Bin::RotL64 => dynasm!(self.a ; .arch x64 ; rol rax, cl),
             Bin::RotL32 => dynasm!(self.a ; .arch x64 ; rol eax, cl ; movsxd rax, eax),
             Bin::RotR64 => dynasm!(self.a ; .arch x64 ; ror rax, cl),
@@ -530,34 +755,157 @@ impl Emitter<'_> {
             Bin::Min => dynasm!(self.a ; .arch x64 ; cmp rax, rcx ; cmovg rax, rcx),
             Bin::MinU => dynasm!(self.a ; .arch x64 ; cmp rax, rcx ; cmova rax, rcx),
         }
-        dynasm!(self.a
-            ; .arch x64
-            ; =>done
-            ; mov QWORD [r15 + reg_off(d)], rax
-        );
+        dynasm!(self.a ; .arch x64 ; =>done);
+        if let Some(g) = saved {
+            dynasm!(self.a ; .arch x64 ; mov rdx, QWORD [r15 + reg_off(g)]);
+        }
+        self.put(d, RAX);
     }
 
-    /// `reg[d] = f(reg[s])`.
-    fn unary(&mut self, d: u8, s: u8, f: impl FnOnce(&mut Assembler)) {
-        dynasm!(self.a ; .arch x64 ; mov rax, QWORD [r15 + reg_off(s)]);
-        f(&mut self.a);
-        dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + reg_off(d)], rax);
+    /// The common operations computed in place in the destination's host
+    /// register (`d = x; d OP= y`), for `x` a register. False if `op` is
+    /// not one of them.
+    fn two_address(&mut self, op: Bin, d: u8, gx: u8, y: Src) -> bool {
+        use Bin::*;
+        let wide32 = matches!(op, Add32 | Sub32 | Mul32 | Shl32 | Shr32 | Sar32 | RotR32);
+        let simple = matches!(
+            op,
+            Add64 | Sub64 | And | Or | Xor | Mul64 | Add32 | Sub32 | Mul32
+        );
+        let shift = matches!(op, Shl32 | Shr32 | Sar32 | Shl64 | Shr64 | Sar64);
+        match y {
+            Src::Imm(v) => {
+                if !(simple || shift || matches!(op, RotR64 | RotR32)) {
+                    return false;
+                }
+                let v = v as i32;
+                let hd = self.dest(d, RAX);
+                // Additions without a copy: lea.
+                if let (Add64 | Add32, Loc::Reg(hx)) = (op, self.regs.loc(gx)) {
+                    if hx != hd {
+                        if op == Add64 {
+                            dynasm!(self.a ; .arch x64 ; lea Rq(hd), [Rq(hx) + v]);
+                        } else {
+                            dynasm!(self.a ; .arch x64 ; lea Rd(hd), [Rq(hx) + v] ; movsxd Rq(hd), Rd(hd));
+                        }
+                        self.put(d, hd);
+                        return true;
+                    }
+                }
+                self.load_to(hd, Src::R(gx));
+                let s64 = (v & 63) as i8;
+                let s32 = (v & 31) as i8;
+                match op {
+                    Add64 => dynasm!(self.a ; .arch x64 ; add Rq(hd), v),
+                    Sub64 => dynasm!(self.a ; .arch x64 ; sub Rq(hd), v),
+                    And => dynasm!(self.a ; .arch x64 ; and Rq(hd), v),
+                    Or => dynasm!(self.a ; .arch x64 ; or Rq(hd), v),
+                    Xor => dynasm!(self.a ; .arch x64 ; xor Rq(hd), v),
+                    Mul64 => dynasm!(self.a ; .arch x64 ; imul Rq(hd), Rq(hd), v),
+                    Add32 => dynasm!(self.a ; .arch x64 ; add Rd(hd), v),
+                    Sub32 => dynasm!(self.a ; .arch x64 ; sub Rd(hd), v),
+                    Mul32 => dynasm!(self.a ; .arch x64 ; imul Rd(hd), Rd(hd), v),
+                    Shl64 => dynasm!(self.a ; .arch x64 ; shl Rq(hd), s64),
+                    Shr64 => dynasm!(self.a ; .arch x64 ; shr Rq(hd), s64),
+                    Sar64 => dynasm!(self.a ; .arch x64 ; sar Rq(hd), s64),
+                    RotR64 => dynasm!(self.a ; .arch x64 ; ror Rq(hd), s64),
+                    Shl32 => dynasm!(self.a ; .arch x64 ; shl Rd(hd), s32),
+                    Shr32 => dynasm!(self.a ; .arch x64 ; shr Rd(hd), s32),
+                    Sar32 => dynasm!(self.a ; .arch x64 ; sar Rd(hd), s32),
+                    _ => dynasm!(self.a ; .arch x64 ; ror Rd(hd), s32),
+                }
+                if wide32 {
+                    dynasm!(self.a ; .arch x64 ; movsxd Rq(hd), Rd(hd));
+                }
+                self.put(d, hd);
+                true
+            }
+            Src::R(gy) => {
+                if shift {
+                    // The count goes to cl first, so `d` may alias `y`.
+                    self.load_to(RCX, y);
+                    let hd = self.dest(d, RAX);
+                    self.load_to(hd, Src::R(gx));
+                    match op {
+                        Shl64 => dynasm!(self.a ; .arch x64 ; shl Rq(hd), cl),
+                        Shr64 => dynasm!(self.a ; .arch x64 ; shr Rq(hd), cl),
+                        Sar64 => dynasm!(self.a ; .arch x64 ; sar Rq(hd), cl),
+                        Shl32 => dynasm!(self.a ; .arch x64 ; shl Rd(hd), cl),
+                        Shr32 => dynasm!(self.a ; .arch x64 ; shr Rd(hd), cl),
+                        _ => dynasm!(self.a ; .arch x64 ; sar Rd(hd), cl),
+                    }
+                    if wide32 {
+                        dynasm!(self.a ; .arch x64 ; movsxd Rq(hd), Rd(hd));
+                    }
+                    self.put(d, hd);
+                    return true;
+                }
+                if !simple {
+                    return false;
+                }
+                let ry = self.get(gy, RCX);
+                let mut hd = self.dest(d, RAX);
+                let mut operand = ry;
+                if hd == ry && gx != gy {
+                    // `d` is `y`: commutative operations take `x` as the
+                    // operand; a subtraction computes in rax.
+                    if op == Sub64 || op == Sub32 {
+                        hd = RAX;
+                        self.load_to(RAX, Src::R(gx));
+                    } else {
+                        operand = self.get(gx, RAX);
+                    }
+                } else {
+                    self.load_to(hd, Src::R(gx));
+                }
+                match op {
+                    Add64 => dynasm!(self.a ; .arch x64 ; add Rq(hd), Rq(operand)),
+                    Sub64 => dynasm!(self.a ; .arch x64 ; sub Rq(hd), Rq(operand)),
+                    And => dynasm!(self.a ; .arch x64 ; and Rq(hd), Rq(operand)),
+                    Or => dynasm!(self.a ; .arch x64 ; or Rq(hd), Rq(operand)),
+                    Xor => dynasm!(self.a ; .arch x64 ; xor Rq(hd), Rq(operand)),
+                    Mul64 => dynasm!(self.a ; .arch x64 ; imul Rq(hd), Rq(operand)),
+                    Add32 => dynasm!(self.a ; .arch x64 ; add Rd(hd), Rd(operand)),
+                    Sub32 => dynasm!(self.a ; .arch x64 ; sub Rd(hd), Rd(operand)),
+                    _ => dynasm!(self.a ; .arch x64 ; imul Rd(hd), Rd(operand)),
+                }
+                if wide32 {
+                    dynasm!(self.a ; .arch x64 ; movsxd Rq(hd), Rd(hd));
+                }
+                self.put(d, hd);
+                true
+            }
+        }
+    }
+
+    /// `reg[d] = f(reg[s])`, `f` computing from the second register into
+    /// the first.
+    fn unary(&mut self, d: u8, s: u8, f: impl FnOnce(&mut Assembler, u8, u8)) {
+        let rs = self.get(s, RCX);
+        let hd = self.dest(d, RAX);
+        f(&mut self.a, hd, rs);
+        self.put(d, hd);
     }
 
     /// `if (reg[c] == 0) == zero { reg[d] = v }`.
     fn cmov(&mut self, d: u8, v: Src, c: u8, zero: bool) {
-        self.load_src(v, false);
-        dynasm!(self.a
-            ; .arch x64
-            ; mov rdx, QWORD [r15 + reg_off(d)]
-            ; cmp QWORD [r15 + reg_off(c)], 0
-        );
+        // The value in rax (an immediate must be in a register anyway).
+        self.load_to(RAX, v);
+        let rc = self.get(c, RCX);
+        dynasm!(self.a ; .arch x64 ; test Rq(rc), Rq(rc));
+        let hd = match self.regs.loc(d) {
+            Loc::Reg(h) => h,
+            Loc::Mem(o) => {
+                dynasm!(self.a ; .arch x64 ; mov rcx, QWORD [r15 + o]);
+                RCX
+            }
+        };
         if zero {
-            dynasm!(self.a ; .arch x64 ; cmovz rdx, rax);
+            dynasm!(self.a ; .arch x64 ; cmovz Rq(hd), rax);
         } else {
-            dynasm!(self.a ; .arch x64 ; cmovnz rdx, rax);
+            dynasm!(self.a ; .arch x64 ; cmovnz Rq(hd), rax);
         }
-        dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + reg_off(d)], rdx);
+        self.put(d, hd);
     }
 
     /// A conditional branch `if reg[a] CC y goto target else goto i + 1`.
@@ -568,12 +916,22 @@ impl Emitter<'_> {
             self.panic(i);
             return Ok(());
         }
-        dynasm!(self.a ; .arch x64 ; mov rax, QWORD [r15 + reg_off(a)]);
+        let ra = self.get(a, RAX);
         match y {
-            Src::R(b) => dynasm!(self.a ; .arch x64 ; cmp rax, QWORD [r15 + reg_off(b)]),
-            Src::Imm(v) => dynasm!(self.a ; .arch x64 ; cmp rax, v as i32),
+            Src::R(b) => {
+                let rb = self.get(b, RCX);
+                dynasm!(self.a ; .arch x64 ; cmp Rq(ra), Rq(rb));
+            }
+            Src::Imm(v) => dynasm!(self.a ; .arch x64 ; cmp Rq(ra), v as i32),
         }
-        let taken = self.a.new_dynamic_label();
+        let taken = if target == INVALID_TARGET {
+            // 0.7: only the taken path is invalid.
+            let l = self.a.new_dynamic_label();
+            self.panic_stubs.push((l, i as u32));
+            l
+        } else {
+            self.label(target as usize)?
+        };
         match cc {
             Cc::Eq => dynasm!(self.a ; .arch x64 ; je =>taken),
             Cc::Ne => dynasm!(self.a ; .arch x64 ; jne =>taken),
@@ -586,15 +944,7 @@ impl Emitter<'_> {
             Cc::GeS => dynasm!(self.a ; .arch x64 ; jge =>taken),
             Cc::GtS => dynasm!(self.a ; .arch x64 ; jg =>taken),
         }
-        self.goto(i + 1)?;
-        dynasm!(self.a ; .arch x64 ; =>taken);
-        if target == INVALID_TARGET {
-            // 0.7: only the taken path is invalid.
-            self.panic(i);
-        } else {
-            self.goto(target as usize)?;
-        }
-        Ok(())
+        self.goto(i + 1)
     }
 
     fn emit(&mut self, i: usize, sbrk: usize) -> Result<(), Error> {
@@ -608,45 +958,30 @@ impl Emitter<'_> {
         use Bin::*;
         match inst {
             I::Trap(_) => self.panic(i),
-            I::Fallthrough(_) => {
-                let t = p.static_target(i);
-                if t == INVALID_TARGET {
-                    self.panic(i);
-                } else {
-                    self.goto(t as usize)?;
-                }
-            }
+            I::Fallthrough(_) | I::Jump(_) => self.jump(p.static_target(i))?,
             I::Unlikely(_) => {}
             I::Ecalli(x) => self.exit(i, exit_kind::HOST_CALL, x.imm),
-            I::LoadImm64(x) => dynasm!(self.a
-                ; .arch x64
-                ; mov rax, QWORD x.imm as i64
-                ; mov QWORD [r15 + reg_off(r(x.a))], rax
-            ),
+            I::LoadImm64(x) => match self.regs.loc(r(x.a)) {
+                Loc::Reg(h) => dynasm!(self.a ; .arch x64 ; mov Rq(h), QWORD x.imm as i64),
+                Loc::Mem(o) => dynasm!(self.a
+                    ; .arch x64
+                    ; mov rax, QWORD x.imm as i64
+                    ; mov QWORD [r15 + o], rax
+                ),
+            },
             I::StoreImmU8(x) => self.store(Src::Imm(x.y), None, x.x, 1),
             I::StoreImmU16(x) => self.store(Src::Imm(x.y), None, x.x, 2),
             I::StoreImmU32(x) => self.store(Src::Imm(x.y), None, x.x, 4),
             I::StoreImmU64(x) => self.store(Src::Imm(x.y), None, x.x, 8),
-            I::Jump(_) => {
-                let t = p.static_target(i);
-                if t == INVALID_TARGET {
-                    self.panic(i);
-                } else {
-                    self.goto(t as usize)?;
-                }
-            }
             I::JumpInd(x) => {
-                self.ea(Some(r(x.a)), x.imm);
+                self.ea_reg(r(x.a), x.imm);
                 dynasm!(self.a
                     ; .arch x64
                     ; mov DWORD [r15 + EXIT_IDX], i as i32
                     ; jmp =>self.djump
                 );
             }
-            I::LoadImm(x) => dynasm!(self.a
-                ; .arch x64
-                ; mov QWORD [r15 + reg_off(r(x.a))], x.imm as i32
-            ),
+            I::LoadImm(x) => self.set_imm(r(x.a), x.imm),
             I::LoadU8(x) => self.load(r(x.a), None, x.imm, 1, false),
             I::LoadI8(x) => self.load(r(x.a), None, x.imm, 1, true),
             I::LoadU16(x) => self.load(r(x.a), None, x.imm, 2, false),
@@ -663,17 +998,9 @@ impl Emitter<'_> {
             I::StoreImmIndU32(x) => self.store(Src::Imm(x.y), Some(r(x.a)), x.x, 4),
             I::StoreImmIndU64(x) => self.store(Src::Imm(x.y), Some(r(x.a)), x.x, 8),
             I::LoadImmJump(x) => {
-                dynasm!(self.a
-                    ; .arch x64
-                    ; mov QWORD [r15 + reg_off(r(x.a))], x.imm as i32
-                );
-                let t = p.static_target(i);
-                if t == INVALID_TARGET {
-                    // The register is written, then the jump panics here.
-                    self.panic(i);
-                } else {
-                    self.goto(t as usize)?;
-                }
+                // The register is written even when the jump then panics.
+                self.set_imm(r(x.a), x.imm);
+                self.jump(p.static_target(i))?;
             }
             I::BranchEqImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::Eq)?,
             I::BranchNeImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::Ne)?,
@@ -685,47 +1012,76 @@ impl Emitter<'_> {
             I::BranchLeSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LeS)?,
             I::BranchGeSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GeS)?,
             I::BranchGtSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GtS)?,
-            I::MoveReg(x) => self.unary(r(x.d), r(x.a), |_| {}),
+            I::MoveReg(x) => self.unary(r(x.d), r(x.a), |a, d, s| {
+                if d != s {
+                    dynasm!(a ; .arch x64 ; mov Rq(d), Rq(s));
+                }
+            }),
             I::Sbrk(x) => {
+                // A call into Rust: every guest register goes through the
+                // context (the call clobbers the caller-saved ones).
+                self.spill_all();
                 dynasm!(self.a
                     ; .arch x64
-                    ; mov rdi, r15
+                    ; lea rdi, [r15 + CTX]
                     ; mov rsi, QWORD [r15 + reg_off(r(x.a))]
                     ; mov rax, QWORD sbrk as i64
                     ; call rax
                     ; mov QWORD [r15 + reg_off(r(x.d))], rax
                 );
+                self.reload_all();
             }
-            I::CountSetBits64(x) => {
-                self.unary(r(x.d), r(x.a), |a| dynasm!(a ; .arch x64 ; popcnt rax, rax))
-            }
-            I::CountSetBits32(x) => {
-                self.unary(r(x.d), r(x.a), |a| dynasm!(a ; .arch x64 ; popcnt eax, eax))
-            }
-            I::LeadingZeroBits64(x) => {
-                self.unary(r(x.d), r(x.a), |a| dynasm!(a ; .arch x64 ; lzcnt rax, rax))
-            }
-            I::LeadingZeroBits32(x) => {
-                self.unary(r(x.d), r(x.a), |a| dynasm!(a ; .arch x64 ; lzcnt eax, eax))
-            }
-            I::TrailingZeroBits64(x) => {
-                self.unary(r(x.d), r(x.a), |a| dynasm!(a ; .arch x64 ; tzcnt rax, rax))
-            }
-            I::TrailingZeroBits32(x) => {
-                self.unary(r(x.d), r(x.a), |a| dynasm!(a ; .arch x64 ; tzcnt eax, eax))
-            }
-            I::SignExtend8(x) => {
-                self.unary(r(x.d), r(x.a), |a| dynasm!(a ; .arch x64 ; movsx rax, al))
-            }
-            I::SignExtend16(x) => {
-                self.unary(r(x.d), r(x.a), |a| dynasm!(a ; .arch x64 ; movsx rax, ax))
-            }
-            I::ZeroExtend16(x) => {
-                self.unary(r(x.d), r(x.a), |a| dynasm!(a ; .arch x64 ; movzx eax, ax))
-            }
-            I::ReverseBytes(x) => {
-                self.unary(r(x.d), r(x.a), |a| dynasm!(a ; .arch x64 ; bswap rax))
-            }
+            I::CountSetBits64(x) => self.unary(
+                r(x.d),
+                r(x.a),
+                |a, d, s| dynasm!(a ; .arch x64 ; popcnt Rq(d), Rq(s)),
+            ),
+            I::CountSetBits32(x) => self.unary(
+                r(x.d),
+                r(x.a),
+                |a, d, s| dynasm!(a ; .arch x64 ; popcnt Rd(d), Rd(s)),
+            ),
+            I::LeadingZeroBits64(x) => self.unary(
+                r(x.d),
+                r(x.a),
+                |a, d, s| dynasm!(a ; .arch x64 ; lzcnt Rq(d), Rq(s)),
+            ),
+            I::LeadingZeroBits32(x) => self.unary(
+                r(x.d),
+                r(x.a),
+                |a, d, s| dynasm!(a ; .arch x64 ; lzcnt Rd(d), Rd(s)),
+            ),
+            I::TrailingZeroBits64(x) => self.unary(
+                r(x.d),
+                r(x.a),
+                |a, d, s| dynasm!(a ; .arch x64 ; tzcnt Rq(d), Rq(s)),
+            ),
+            I::TrailingZeroBits32(x) => self.unary(
+                r(x.d),
+                r(x.a),
+                |a, d, s| dynasm!(a ; .arch x64 ; tzcnt Rd(d), Rd(s)),
+            ),
+            I::SignExtend8(x) => self.unary(
+                r(x.d),
+                r(x.a),
+                |a, d, s| dynasm!(a ; .arch x64 ; movsx Rq(d), Rb(s)),
+            ),
+            I::SignExtend16(x) => self.unary(
+                r(x.d),
+                r(x.a),
+                |a, d, s| dynasm!(a ; .arch x64 ; movsx Rq(d), Rw(s)),
+            ),
+            I::ZeroExtend16(x) => self.unary(
+                r(x.d),
+                r(x.a),
+                |a, d, s| dynasm!(a ; .arch x64 ; movzx Rd(d), Rw(s)),
+            ),
+            I::ReverseBytes(x) => self.unary(r(x.d), r(x.a), |a, d, s| {
+                if d != s {
+                    dynasm!(a ; .arch x64 ; mov Rq(d), Rq(s));
+                }
+                dynasm!(a ; .arch x64 ; bswap Rq(d));
+            }),
             I::StoreIndU8(x) => self.store(Src::R(r(x.a)), Some(r(x.b)), x.imm, 1),
             I::StoreIndU16(x) => self.store(Src::R(r(x.a)), Some(r(x.b)), x.imm, 2),
             I::StoreIndU32(x) => self.store(Src::R(r(x.a)), Some(r(x.b)), x.imm, 4),
@@ -777,10 +1133,10 @@ impl Emitter<'_> {
             I::BranchGeS(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::GeS)?,
             I::LoadImmJumpInd(x) => {
                 // The target uses B before A is written (they may be one register).
-                self.ea(Some(r(x.b)), x.y);
+                self.ea_reg(r(x.b), x.y);
+                self.set_imm(r(x.a), x.x);
                 dynasm!(self.a
                     ; .arch x64
-                    ; mov QWORD [r15 + reg_off(r(x.a))], x.x as i32
                     ; mov DWORD [r15 + EXIT_IDX], i as i32
                     ; jmp =>self.djump
                 );
@@ -828,6 +1184,12 @@ impl Emitter<'_> {
             I::MinU(x) => self.three(MinU, x),
         }
         Ok(())
+    }
+
+    /// `eax` = `reg[b] + sext(imm)` (mod 2^32), for dynamic jumps.
+    fn ea_reg(&mut self, b: u8, imm: u32) {
+        // With a base register the address is always in eax.
+        let _ = self.ea(Some(b), imm);
     }
 
     fn three(&mut self, op: Bin, x: pvm_core::isa::ThreeReg) {

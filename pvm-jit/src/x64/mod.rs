@@ -19,20 +19,28 @@ pub(crate) mod exit_kind {
     pub const HOST_CALL: u32 = 4;
 }
 
-/// The state native code reads and writes through `r15`.
+/// The state native code reads and writes, just below the guest window
+/// (at `r15 - size_of::<Ctx>()`; the hottest fields, `gas` and `regs`, come
+/// last so that their offsets fit in one byte).
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Ctx {
-    pub regs: [u64; 13],
-    pub gas: u64,
-    pub exit_idx: u32,
-    pub exit_arg: u32,
-    pub jt_ptr: *const u64,
-    pub jt_len: u64,
+    pub mem: *mut GuestMemory,
     pub fault_rip: u64,
     pub fault_addr: u64,
-    pub mem: *mut GuestMemory,
+    pub jt_ptr: *const u64,
+    pub jt_len: u64,
+    pub exit_idx: u32,
+    pub exit_arg: u32,
+    /// Scratch for the code generator.
+    pub tmp: u64,
+    pub regs: [u64; 13],
+    pub gas: u64,
 }
+
+/// The read-write page in front of the guest window that holds the [`Ctx`].
+const CTX_PAGE: usize = 4096;
+const _: () = assert!(core::mem::size_of::<Ctx>() <= CTX_PAGE);
 
 /// Bytes reserved for the guest window: 4 GiB plus a guard that any access
 /// of up to 8 bytes starting below 4 GiB ends inside.
@@ -43,9 +51,13 @@ const LOW_PAGES: u32 = 16;
 
 /// The guest's 4 GiB address space: a `PROT_NONE` reservation whose pages
 /// are opened with `mprotect` as the guest maps them, plus the page table the
-/// PVM rules are checked against.
+/// PVM rules are checked against. The reservation starts with one read-write
+/// page holding the instance's [`Ctx`], right below the window.
 #[derive(Debug)]
 pub struct GuestMemory {
+    /// Start of the reservation (the context page).
+    start: *mut u8,
+    /// Start of the guest window: `start + CTX_PAGE`.
     base: *mut u8,
     access: Vec<Access>,
     heap: Option<Heap>,
@@ -60,26 +72,70 @@ impl GuestMemory {
         // SAFETY: an anonymous private PROT_NONE reservation; no existing
         // memory is touched. MAP_NORESERVE: nothing is committed until the
         // guest writes.
-        let base = unsafe {
+        let start = unsafe {
             libc::mmap(
                 core::ptr::null_mut(),
-                WINDOW,
+                CTX_PAGE + WINDOW,
                 libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
                 0,
             )
         };
-        if base == libc::MAP_FAILED {
+        if start == libc::MAP_FAILED {
             return Err(Error::Unsupported(
                 "cannot reserve the 4 GiB guest memory window",
             ));
         }
-        Ok(GuestMemory {
-            base: base.cast(),
+        let start: *mut u8 = start.cast();
+        // From here on `Drop` unmaps the reservation.
+        let mem = GuestMemory {
+            start,
+            // SAFETY: CTX_PAGE is inside the reservation.
+            base: unsafe { start.add(CTX_PAGE) },
             access: vec![Access::None; PAGES],
             heap: None,
-        })
+        };
+        // SAFETY: the first page of our own reservation.
+        let rc =
+            unsafe { libc::mprotect(start.cast(), CTX_PAGE, libc::PROT_READ | libc::PROT_WRITE) };
+        if rc != 0 {
+            return Err(Error::Unsupported("cannot map the JIT context page"));
+        }
+        // SAFETY: the context's place is inside the read-write page, aligned
+        // (the page is, and the size is a multiple of 8), and not yet in use.
+        unsafe {
+            mem.ctx_ptr().write(Ctx {
+                mem: core::ptr::null_mut(),
+                fault_rip: 0,
+                fault_addr: 0,
+                jt_ptr: core::ptr::null(),
+                jt_len: 0,
+                exit_idx: 0,
+                exit_arg: 0,
+                tmp: 0,
+                regs: [0; 13],
+                gas: 0,
+            });
+        }
+        Ok(mem)
+    }
+
+    /// The context, right below the window.
+    fn ctx_ptr(&self) -> *mut Ctx {
+        // SAFETY: `base - size_of::<Ctx>()` is inside the context page.
+        unsafe { self.base.sub(core::mem::size_of::<Ctx>()).cast() }
+    }
+
+    fn ctx(&self) -> &Ctx {
+        // SAFETY: initialised in `new`, lives as long as `self`; native code
+        // only runs inside `JitInstance::run`, which holds `&mut self`.
+        unsafe { &*self.ctx_ptr() }
+    }
+
+    fn ctx_mut(&mut self) -> &mut Ctx {
+        // SAFETY: as in `ctx`, and `&mut self` makes this the only access.
+        unsafe { &mut *self.ctx_ptr() }
     }
 
     fn prot(access: Access) -> libc::c_int {
@@ -242,7 +298,7 @@ impl Drop for GuestMemory {
         // SAFETY: unmaps exactly the reservation made in `new`; nothing
         // refers to it any more.
         unsafe {
-            libc::munmap(self.base.cast(), WINDOW);
+            libc::munmap(self.start.cast(), CTX_PAGE + WINDOW);
         }
     }
 }
@@ -279,7 +335,7 @@ extern "sysv64" fn sbrk_helper(ctx: *mut Ctx, size: u64) -> u64 {
     u64::from(old)
 }
 
-type Entry = unsafe extern "sysv64" fn(*mut Ctx, *mut u8, *const u8) -> u32;
+type Entry = unsafe extern "sysv64" fn(*mut u8, *const u8) -> u32;
 
 /// A program compiled to native code, with its registers, gas, pc and guest
 /// memory: the recompiler's counterpart of `pvm_core::Vm`.
@@ -287,7 +343,6 @@ pub struct JitInstance {
     program: Program,
     code: compile::Code,
     jump_table: Vec<u64>,
-    ctx: Box<Ctx>,
     mem: Box<GuestMemory>,
     pc: u32,
     charged: bool,
@@ -299,8 +354,8 @@ impl core::fmt::Debug for JitInstance {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("JitInstance")
             .field("pc", &self.pc)
-            .field("gas", &self.ctx.gas)
-            .field("regs", &self.ctx.regs)
+            .field("gas", &self.mem.ctx().gas)
+            .field("regs", &self.mem.ctx().regs)
             .field("code_bytes", &self.code.buf.len())
             .finish()
     }
@@ -328,23 +383,12 @@ impl JitInstance {
             .iter()
             .map(|&o| base + u64::from(o))
             .collect();
-        let mem = Box::new(GuestMemory::new()?);
-        let ctx = Box::new(Ctx {
-            regs: [0; 13],
-            gas: 0,
-            exit_idx: 0,
-            exit_arg: 0,
-            jt_ptr: core::ptr::null(),
-            jt_len: jump_table.len() as u64,
-            fault_rip: 0,
-            fault_addr: 0,
-            mem: core::ptr::null_mut(),
-        });
+        let mut mem = Box::new(GuestMemory::new()?);
+        mem.ctx_mut().jt_len = jump_table.len() as u64;
         Ok(JitInstance {
             program: program.clone(),
             code,
             jump_table,
-            ctx,
             mem,
             pc: 0,
             charged: false,
@@ -399,16 +443,16 @@ impl JitInstance {
         &mut self.mem
     }
     pub fn regs(&self) -> &[u64; 13] {
-        &self.ctx.regs
+        &self.mem.ctx().regs
     }
     pub fn regs_mut(&mut self) -> &mut [u64; 13] {
-        &mut self.ctx.regs
+        &mut self.mem.ctx_mut().regs
     }
     pub fn reg(&self, r: usize) -> u64 {
-        self.ctx.regs[r]
+        self.mem.ctx().regs[r]
     }
     pub fn set_reg(&mut self, r: usize, v: u64) {
-        self.ctx.regs[r] = v;
+        self.mem.ctx_mut().regs[r] = v;
     }
     pub fn pc(&self) -> u32 {
         self.pc
@@ -419,10 +463,10 @@ impl JitInstance {
         self.state = State::Ready;
     }
     pub fn gas(&self) -> u64 {
-        self.ctx.gas
+        self.mem.ctx().gas
     }
     pub fn set_gas(&mut self, gas: u64) {
-        self.ctx.gas = gas;
+        self.mem.ctx_mut().gas = gas;
     }
     /// Whether the current block's gas is already paid.
     pub fn gas_charged(&self) -> bool {
@@ -471,10 +515,10 @@ impl JitInstance {
         };
         if !self.charged {
             let cost = p.block_cost(p.block_of(i));
-            if self.ctx.gas < cost {
+            if self.mem.ctx().gas < cost {
                 return Ok(Exit::OutOfGas);
             }
-            self.ctx.gas -= cost;
+            self.mem.ctx_mut().gas -= cost;
             self.charged = true;
         }
 
@@ -482,10 +526,14 @@ impl JitInstance {
         let code_start = compile::addr(buf, 0) as usize;
         let target = compile::addr(buf, self.code.starts[i]);
         let mem_base = self.mem.base;
-        self.ctx.jt_ptr = self.jump_table.as_ptr();
-        self.ctx.mem = &mut *self.mem;
-        let ctx: *mut Ctx = &mut *self.ctx;
-        // SAFETY: fields of the live, boxed context; see signal.rs.
+        let jt_ptr = self.jump_table.as_ptr();
+        let mem_ptr: *mut GuestMemory = &mut *self.mem;
+        let ctx = self.mem.ctx_mut();
+        ctx.jt_ptr = jt_ptr;
+        ctx.mem = mem_ptr;
+        let ctx: *mut Ctx = ctx;
+        // SAFETY: fields of the live context (in the instance's reservation);
+        // see signal.rs.
         let (fault_rip, fault_addr) =
             unsafe { (&raw mut (*ctx).fault_rip, &raw mut (*ctx).fault_addr) };
         signal::set_running(signal::Running {
@@ -496,18 +544,18 @@ impl JitInstance {
             fault_addr,
         });
         // SAFETY: `entry` is the trampoline generated by `compile` with this
-        // signature; `ctx` and the window base are live for the call and not
-        // otherwise accessed until it returns; `target` is the body of a
-        // real instruction. The generated code only touches the context, the
-        // guest window (faults there are handled, see signal.rs) and the
-        // jump table, which `ctx.jt_ptr` points to.
+        // signature; the window base, and the context below it, are live for
+        // the call and not otherwise accessed until it returns; `target` is
+        // the body of a real instruction. The generated code only touches the
+        // context, the guest window (faults there are handled, see signal.rs)
+        // and the jump table, which `ctx.jt_ptr` points to.
         let kind = unsafe {
             let entry: Entry = core::mem::transmute(compile::addr(buf, self.code.entry));
-            entry(ctx, mem_base, target)
+            entry(mem_base, target)
         };
         signal::set_running(signal::Running::NONE);
 
-        let idx = self.ctx.exit_idx as usize;
+        let idx = self.mem.ctx().exit_idx as usize;
         let exit = match kind {
             exit_kind::HALT => {
                 self.state = State::Finished;
@@ -523,17 +571,17 @@ impl JitInstance {
             }
             exit_kind::HOST_CALL => {
                 self.state = State::AfterHostCall;
-                Exit::HostCall(self.ctx.exit_arg)
+                Exit::HostCall(self.mem.ctx().exit_arg)
             }
             exit_kind::PAGE_FAULT => {
-                let off = self.ctx.fault_rip as u32;
+                let off = self.mem.ctx().fault_rip as u32;
                 let idx = self.code.starts.partition_point(|&s| s <= off) - 1;
                 self.pc = self.program.pcs()[idx];
-                let (addr, len, write) = access_of(&self.program.instructions()[idx], &self.ctx.regs)
+                let (addr, len, write) = access_of(&self.program.instructions()[idx], &self.mem.ctx().regs)
                     .unwrap_or_else(|| {
                         panic!(
                             "JIT: native fault at {:#x} in instruction {idx} (pc {}), which does not access memory",
-                            self.ctx.fault_addr, self.pc
+                            self.mem.ctx().fault_addr, self.pc
                         )
                     });
                 let mem = &self.mem;
