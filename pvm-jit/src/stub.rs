@@ -68,6 +68,9 @@ impl JitInstance {
     pub fn map(&mut self, _first_page: u32, _count: u32, _access: Access) {
         match self.0 {}
     }
+    pub fn init_pages(&mut self, _first_page: u32, _access: &[Access], _data: &[u8]) {
+        match self.0 {}
+    }
     pub fn page_access(&self, _page: u32) -> Access {
         match self.0 {}
     }

@@ -74,6 +74,15 @@ impl FlatMemory {
     }
 
     /// Number of accessible pages.
+    /// The accessible memory as `(first page, access of each page, bytes)`
+    /// runs of adjacent pages, in no particular order: what a backend with
+    /// its own memory needs to copy this one.
+    pub fn regions(&self) -> impl Iterator<Item = (u32, &[Access], &[u8])> {
+        self.regions
+            .iter()
+            .map(|r| (r.first_page(), r.access.as_slice(), r.data.as_slice()))
+    }
+
     pub fn page_count(&self) -> usize {
         self.regions.iter().map(|r| r.access.len()).sum()
     }

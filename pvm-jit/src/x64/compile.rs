@@ -4,17 +4,18 @@
 //! window; the [`Ctx`] (gas, exit slots, the register file as seen from
 //! Rust) sits just below it, at `r15 - size_of::<Ctx>()`, where no guest
 //! address can reach (guest addresses are zero-extended 32-bit offsets
-//! *above* `r15`). `rax` and `rcx` are scratch. Twelve of the thirteen
-//! guest registers live in host registers for the whole run ([`RegMap`]:
-//! the program's most used ones in `rbx`, `rbp`, `rsi`, `rdi`, `r8`–`r14`,
-//! the next in `rdx`, which division and wide multiplication borrow and
-//! give back), the least used one in its context slot. The entry
-//! trampoline loads them from the context and the one epilogue every exit
-//! goes through stores them back, so Rust always sees the registers in the
-//! context, and a fault needs no spilling: the signal handler redirects
-//! `rip` to a stub that jumps to that epilogue, with the registers exactly
-//! as they were before the faulting instruction. The stack pointer does not
-//! move inside guest code (the entry aligns it to 16 once).
+//! *above* `r15`). The thirteen guest registers live in the thirteen other
+//! host registers but `rax` and `rsp` for the whole run ([`HOST`]); `rax` is
+//! the one scratch register. The few operations that need more (division,
+//! wide multiplication, rotation by a register) borrow `rcx` and `rdx`:
+//! they save the guest registers kept there to their context slots and
+//! reload them after. The entry trampoline loads the registers from the
+//! context and the one epilogue every exit goes through stores them back,
+//! so Rust always sees the registers in the context, and a fault needs no
+//! spilling: the signal handler redirects `rip` to a stub that jumps to
+//! that epilogue, with the registers exactly as they were before the
+//! faulting instruction. The stack pointer does not move inside guest code
+//! (the entry aligns it to 16 once).
 //!
 //! Layout, per instruction `i` in code order: if `i` starts a gas block, a
 //! charge prologue (`gas -= cost`, out-of-gas if it would borrow), then the
@@ -67,63 +68,18 @@ const CTX: i32 = ctx_off(0);
 const RAX: u8 = 0;
 const RCX: u8 = 1;
 const RDX: u8 = 2;
-/// Host registers for guest registers, best first (`rdx` comes last, as
-/// division and wide multiplication borrow it).
-const HOST: [u8; 12] = [3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, RDX];
+/// The host register of each guest register: `rbx`, `rbp`, `rsi`, `rdi`,
+/// `r8`–`r14`, then `rdx` and `rcx` (borrowed by a few operations).
+const HOST: [u8; 13] = [3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, RDX, RCX];
 
-/// Where a guest register lives while native code runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Loc {
-    /// In this host register.
-    Reg(u8),
-    /// In its context slot, at this offset from `r15`.
-    Mem(i32),
+/// The guest register kept in host register `h` (`rcx` or `rdx`).
+fn guest_of(h: u8) -> u8 {
+    HOST.iter().position(|&x| x == h).unwrap_or(0) as u8
 }
 
-/// The assignment of guest registers to host registers for one program.
-#[derive(Clone, Debug)]
-pub(super) struct RegMap {
-    loc: [Loc; 13],
-}
-
-impl RegMap {
-    /// Host registers to the most used guest registers (counted over the
-    /// program's instructions), the least used one to memory.
-    pub fn for_program(p: &Program) -> RegMap {
-        let mut uses = [0u64; 13];
-        for inst in p.instructions() {
-            for r in inst.args().registers() {
-                uses[r.index()] += 1;
-            }
-        }
-        let mut order: [usize; 13] = core::array::from_fn(|i| i);
-        order.sort_by_key(|&g| (core::cmp::Reverse(uses[g]), g));
-        let mut loc = [Loc::Mem(0); 13];
-        for (k, &g) in order.iter().enumerate() {
-            loc[g] = match HOST.get(k) {
-                Some(&h) => Loc::Reg(h),
-                None => Loc::Mem(reg_off(g as u8)),
-            };
-        }
-        RegMap { loc }
-    }
-
-    pub fn loc(&self, g: u8) -> Loc {
-        self.loc[g as usize]
-    }
-
-    /// `(guest, host)` for every guest register kept in a host register.
-    fn in_host(&self) -> impl Iterator<Item = (u8, u8)> + '_ {
-        self.loc.iter().enumerate().filter_map(|(g, l)| match *l {
-            Loc::Reg(h) => Some((g as u8, h)),
-            Loc::Mem(_) => None,
-        })
-    }
-
-    /// The guest register kept in `rdx`, if any.
-    fn in_rdx(&self) -> Option<u8> {
-        self.in_host().find(|&(_, h)| h == RDX).map(|(g, _)| g)
-    }
+/// The host register of guest register `g`.
+fn host(g: u8) -> u8 {
+    HOST[g as usize % 13]
 }
 
 /// The binary operations.
@@ -171,8 +127,9 @@ enum Bin {
 }
 
 impl Bin {
-    /// Whether the operation needs `rdx` (division, wide multiplication).
-    fn uses_rdx(self) -> bool {
+    /// Whether the operation borrows `rcx` and `rdx` (division, wide
+    /// multiplication, rotation by a register).
+    fn borrows(self) -> bool {
         use Bin::*;
         matches!(
             self,
@@ -187,6 +144,10 @@ impl Bin {
                 | MulUpperSS
                 | MulUpperUU
                 | MulUpperSU
+                | RotL64
+                | RotL32
+                | RotR64
+                | RotR32
         )
     }
 }
@@ -208,7 +169,6 @@ enum Addr {
 struct Emitter<'p> {
     a: Assembler,
     p: &'p Program,
-    regs: RegMap,
     charge: Vec<Option<DynamicLabel>>,
     epilogue: DynamicLabel,
     djump: DynamicLabel,
@@ -234,7 +194,6 @@ pub(super) fn compile(p: &Program, sbrk: usize) -> Result<Code, Error> {
     let mut e = Emitter {
         a,
         p,
-        regs: RegMap::for_program(p),
         charge,
         epilogue,
         djump,
@@ -258,9 +217,7 @@ pub(super) fn compile(p: &Program, sbrk: usize) -> Result<Code, Error> {
         ; mov r15, rdi
         ; mov rax, rsi
     );
-    for (g, h) in e.regs.clone().in_host() {
-        dynasm!(e.a ; .arch x64 ; mov Rq(h), QWORD [r15 + reg_off(g)]);
-    }
+    e.reload_all();
     dynasm!(e.a ; .arch x64 ; jmp rax);
 
     let mut starts = Vec::with_capacity(n);
@@ -310,8 +267,9 @@ pub(super) fn compile(p: &Program, sbrk: usize) -> Result<Code, Error> {
         ; sub eax, 1
         ; cmp rax, QWORD [r15 + JT_LEN]
         ; jae =>panic_common
-        ; mov rcx, QWORD [r15 + JT_PTR]
-        ; jmp QWORD [rcx + rax * 8]
+        ; shl rax, 3
+        ; add rax, QWORD [r15 + JT_PTR]
+        ; jmp QWORD [rax]
         ; =>halt
         ; mov eax, exit_kind::HALT as i32
         ; jmp =>epilogue
@@ -329,9 +287,7 @@ pub(super) fn compile(p: &Program, sbrk: usize) -> Result<Code, Error> {
         ; mov eax, exit_kind::PAGE_FAULT as i32
         ; =>epilogue
     );
-    for (g, h) in e.regs.clone().in_host() {
-        dynasm!(e.a ; .arch x64 ; mov QWORD [r15 + reg_off(g)], Rq(h));
-    }
+    e.spill_all();
     dynasm!(e.a
         ; .arch x64
         ; add rsp, 8
@@ -391,6 +347,8 @@ pub(super) fn compile(p: &Program, sbrk: usize) -> Result<Code, Error> {
 pub(super) fn addr(buf: &dynasmrt::ExecutableBuffer, off: u32) -> *const u8 {
     buf.ptr(AssemblyOffset(off as usize))
 }
+
+use Bin::*;
 
 impl Emitter<'_> {
     fn emit_charge(&mut self, i: usize, l: DynamicLabel) {
@@ -460,67 +418,38 @@ impl Emitter<'_> {
 
     // --- guest registers ---------------------------------------------------
 
-    /// A host register holding guest register `g`: its own, or `tmp`
-    /// after loading it.
-    fn get(&mut self, g: u8, tmp: u8) -> u8 {
-        match self.regs.loc(g) {
-            Loc::Reg(h) => h,
-            Loc::Mem(o) => {
-                dynasm!(self.a ; .arch x64 ; mov Rq(tmp), QWORD [r15 + o]);
-                tmp
-            }
-        }
-    }
-
-    /// The host register to compute guest register `g` in: its own, or
-    /// `tmp` (then [`put`](Self::put) stores it).
-    fn dest(&self, g: u8, tmp: u8) -> u8 {
-        match self.regs.loc(g) {
-            Loc::Reg(h) => h,
-            Loc::Mem(_) => tmp,
-        }
-    }
-
     /// Guest register `g` = host register `h`.
     fn put(&mut self, g: u8, h: u8) {
-        match self.regs.loc(g) {
-            Loc::Reg(d) if d == h => {}
-            Loc::Reg(d) => dynasm!(self.a ; .arch x64 ; mov Rq(d), Rq(h)),
-            Loc::Mem(o) => dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + o], Rq(h)),
+        let d = host(g);
+        if d != h {
+            dynasm!(self.a ; .arch x64 ; mov Rq(d), Rq(h));
         }
     }
 
     /// Host register `h` = the operand.
     fn load_to(&mut self, h: u8, s: Src) {
         match s {
-            Src::R(g) => match self.regs.loc(g) {
-                Loc::Reg(x) if x == h => {}
-                Loc::Reg(x) => dynasm!(self.a ; .arch x64 ; mov Rq(h), Rq(x)),
-                Loc::Mem(o) => dynasm!(self.a ; .arch x64 ; mov Rq(h), QWORD [r15 + o]),
-            },
+            Src::R(g) => {
+                let x = host(g);
+                if x != h {
+                    dynasm!(self.a ; .arch x64 ; mov Rq(h), Rq(x));
+                }
+            }
             Src::Imm(v) => dynasm!(self.a ; .arch x64 ; mov Rq(h), v as i32),
         }
     }
 
-    /// Guest register `g` = the sign-extended immediate `v`.
-    fn set_imm(&mut self, g: u8, v: u32) {
-        match self.regs.loc(g) {
-            Loc::Reg(h) => dynasm!(self.a ; .arch x64 ; mov Rq(h), v as i32),
-            Loc::Mem(o) => dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + o], v as i32),
-        }
-    }
-
-    /// Stores every host-resident guest register to its context slot.
+    /// Stores every guest register to its context slot.
     fn spill_all(&mut self) {
-        for (g, h) in self.regs.clone().in_host() {
-            dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + reg_off(g)], Rq(h));
+        for g in 0..13u8 {
+            dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + reg_off(g)], Rq(host(g)));
         }
     }
 
-    /// Reloads every host-resident guest register from its context slot.
+    /// Loads every guest register from its context slot.
     fn reload_all(&mut self) {
-        for (g, h) in self.regs.clone().in_host() {
-            dynasm!(self.a ; .arch x64 ; mov Rq(h), QWORD [r15 + reg_off(g)]);
+        for g in 0..13u8 {
+            dynasm!(self.a ; .arch x64 ; mov Rq(host(g)), QWORD [r15 + reg_off(g)]);
         }
     }
 
@@ -531,24 +460,16 @@ impl Emitter<'_> {
         match base {
             None if imm < 0x8000_0000 => return Addr::Abs(imm as i32),
             None => dynasm!(self.a ; .arch x64 ; mov eax, imm as i32),
-            Some(b) => match self.regs.loc(b) {
-                // A 32-bit `lea` truncates the 64-bit sum: the PVM's wrap.
-                Loc::Reg(h) if imm == 0 => dynasm!(self.a ; .arch x64 ; mov eax, Rd(h)),
-                Loc::Reg(h) => dynasm!(self.a ; .arch x64 ; lea eax, [Rq(h) + imm as i32]),
-                Loc::Mem(o) => {
-                    dynasm!(self.a ; .arch x64 ; mov eax, DWORD [r15 + o]);
-                    if imm != 0 {
-                        dynasm!(self.a ; .arch x64 ; add eax, imm as i32);
-                    }
-                }
-            },
+            // A 32-bit `lea` truncates the 64-bit sum: the PVM's wrap.
+            Some(b) if imm == 0 => dynasm!(self.a ; .arch x64 ; mov eax, Rd(host(b))),
+            Some(b) => dynasm!(self.a ; .arch x64 ; lea eax, [Rq(host(b)) + imm as i32]),
         }
         Addr::Rax
     }
 
     fn load(&mut self, dst: u8, base: Option<u8>, imm: u32, size: u8, signed: bool) {
         let at = self.ea(base, imm);
-        let d = self.dest(dst, RCX);
+        let d = host(dst);
         match (at, size, signed) {
             (Addr::Rax, 1, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), BYTE [r15 + rax]),
             (Addr::Rax, 1, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), BYTE [r15 + rax]),
@@ -565,14 +486,13 @@ impl Emitter<'_> {
             (Addr::Abs(k), 4, true) => dynasm!(self.a ; .arch x64 ; movsxd Rq(d), DWORD [r15 + k]),
             (Addr::Abs(k), _, _) => dynasm!(self.a ; .arch x64 ; mov Rq(d), QWORD [r15 + k]),
         }
-        self.put(dst, d);
     }
 
     fn store(&mut self, src: Src, base: Option<u8>, imm: u32, size: u8) {
         let at = self.ea(base, imm);
         match src {
             Src::R(g) => {
-                let s = self.get(g, RCX);
+                let s = host(g);
                 match (at, size) {
                     (Addr::Rax, 1) => dynasm!(self.a ; .arch x64 ; mov BYTE [r15 + rax], Rb(s)),
                     (Addr::Rax, 2) => dynasm!(self.a ; .arch x64 ; mov WORD [r15 + rax], Rw(s)),
@@ -612,16 +532,79 @@ impl Emitter<'_> {
                 return;
             }
         }
-        self.load_to(RAX, x);
-        self.load_to(RCX, y);
-        let saved = if op.uses_rdx() {
-            self.regs.in_rdx()
-        } else {
-            None
-        };
-        if let Some(g) = saved {
-            dynasm!(self.a ; .arch x64 ; mov QWORD [r15 + reg_off(g)], rdx);
+        if !op.borrows() {
+            if let Src::R(gy) = y {
+                self.bin_rax(op, d, x, host(gy));
+                return;
+            }
+            if let (SetLtU | SetLtS, Src::Imm(v)) = (op, y) {
+                self.load_to(RAX, x);
+                if op == SetLtU {
+                    dynasm!(self.a ; .arch x64 ; cmp rax, v as i32 ; setb al ; movzx eax, al);
+                } else {
+                    dynasm!(self.a ; .arch x64 ; cmp rax, v as i32 ; setl al ; movzx eax, al);
+                }
+                self.put(d, RAX);
+                return;
+            }
         }
+        self.bin_borrow(op, d, x, y);
+    }
+
+    /// `rax = x; rax OP= y; reg[d] = rax`, for `y` in host register `ry`
+    /// and an operation that needs no other register.
+    fn bin_rax(&mut self, op: Bin, d: u8, x: Src, ry: u8) {
+        self.load_to(RAX, x);
+        match op {
+            Add32 => dynasm!(self.a ; .arch x64 ; add eax, Rd(ry) ; movsxd rax, eax),
+            Sub32 => dynasm!(self.a ; .arch x64 ; sub eax, Rd(ry) ; movsxd rax, eax),
+            Mul32 => dynasm!(self.a ; .arch x64 ; imul eax, Rd(ry) ; movsxd rax, eax),
+            Add64 => dynasm!(self.a ; .arch x64 ; add rax, Rq(ry)),
+            Sub64 => dynasm!(self.a ; .arch x64 ; sub rax, Rq(ry)),
+            Mul64 => dynasm!(self.a ; .arch x64 ; imul rax, Rq(ry)),
+            And => dynasm!(self.a ; .arch x64 ; and rax, Rq(ry)),
+            Or => dynasm!(self.a ; .arch x64 ; or rax, Rq(ry)),
+            Xor => dynasm!(self.a ; .arch x64 ; xor rax, Rq(ry)),
+            // shlx/shrx/sarx mask the count as the PVM does (mod 64, or mod
+            // 32 for the 32-bit forms).
+            Shl64 => dynasm!(self.a ; .arch x64 ; shlx rax, rax, Rq(ry)),
+            Shr64 => dynasm!(self.a ; .arch x64 ; shrx rax, rax, Rq(ry)),
+            Sar64 => dynasm!(self.a ; .arch x64 ; sarx rax, rax, Rq(ry)),
+            Shl32 => dynasm!(self.a ; .arch x64 ; shlx eax, eax, Rd(ry) ; movsxd rax, eax),
+            Shr32 => dynasm!(self.a ; .arch x64 ; shrx eax, eax, Rd(ry) ; movsxd rax, eax),
+            Sar32 => dynasm!(self.a ; .arch x64 ; sarx eax, eax, Rd(ry) ; movsxd rax, eax),
+            SetLtU => dynasm!(self.a ; .arch x64 ; cmp rax, Rq(ry) ; setb al ; movzx eax, al),
+            SetLtS => dynasm!(self.a ; .arch x64 ; cmp rax, Rq(ry) ; setl al ; movzx eax, al),
+            // andn d, s1, s2 = !s1 & s2.
+            AndInv => dynasm!(self.a ; .arch x64 ; andn rax, Rq(ry), rax),
+            // x | !y = !(!x & y).
+            OrInv => dynasm!(self.a ; .arch x64 ; andn rax, rax, Rq(ry) ; not rax),
+            Xnor => dynasm!(self.a ; .arch x64 ; xor rax, Rq(ry) ; not rax),
+            Max => dynasm!(self.a ; .arch x64 ; cmp rax, Rq(ry) ; cmovl rax, Rq(ry)),
+            MaxU => dynasm!(self.a ; .arch x64 ; cmp rax, Rq(ry) ; cmovb rax, Rq(ry)),
+            Min => dynasm!(self.a ; .arch x64 ; cmp rax, Rq(ry) ; cmovg rax, Rq(ry)),
+            MinU => dynasm!(self.a ; .arch x64 ; cmp rax, Rq(ry) ; cmova rax, Rq(ry)),
+            // The borrowing operations never come here (see `bin`).
+            DivU32 | DivS32 | RemU32 | RemS32 | DivU64 | DivS64 | RemU64 | RemS64 | MulUpperSS
+            | MulUpperUU | MulUpperSU | RotL64 | RotL32 | RotR64 | RotR32 => {
+                return self.bin_borrow(op, d, x, Src::R(guest_of(ry)));
+            }
+        }
+        self.put(d, RAX);
+    }
+
+    /// `reg[d] = x OP y` computed as `rax = rax OP rcx` with `rdx` free:
+    /// the guest registers in `rcx` and `rdx` are saved to their context
+    /// slots around it.
+    fn bin_borrow(&mut self, op: Bin, d: u8, x: Src, y: Src) {
+        // Operands are read before rcx and rdx are overwritten.
+        self.load_to(RAX, x);
+        dynasm!(self.a
+            ; .arch x64
+            ; mov QWORD [r15 + reg_off(guest_of(RCX))], rcx
+            ; mov QWORD [r15 + reg_off(guest_of(RDX))], rdx
+        );
+        self.load_to(RCX, y);
         let done = self.a.new_dynamic_label();
         match op {
             Bin::Add32 => dynasm!(self.a ; .arch x64 ; add eax, ecx ; movsxd rax, eax),
@@ -755,10 +738,12 @@ impl Emitter<'_> {
             Bin::Min => dynasm!(self.a ; .arch x64 ; cmp rax, rcx ; cmovg rax, rcx),
             Bin::MinU => dynasm!(self.a ; .arch x64 ; cmp rax, rcx ; cmova rax, rcx),
         }
-        dynasm!(self.a ; .arch x64 ; =>done);
-        if let Some(g) = saved {
-            dynasm!(self.a ; .arch x64 ; mov rdx, QWORD [r15 + reg_off(g)]);
-        }
+        dynasm!(self.a
+            ; .arch x64
+            ; =>done
+            ; mov rcx, QWORD [r15 + reg_off(guest_of(RCX))]
+            ; mov rdx, QWORD [r15 + reg_off(guest_of(RDX))]
+        );
         self.put(d, RAX);
     }
 
@@ -766,97 +751,96 @@ impl Emitter<'_> {
     /// register (`d = x; d OP= y`), for `x` a register. False if `op` is
     /// not one of them.
     fn two_address(&mut self, op: Bin, d: u8, gx: u8, y: Src) -> bool {
-        use Bin::*;
-        let wide32 = matches!(op, Add32 | Sub32 | Mul32 | Shl32 | Shr32 | Sar32 | RotR32);
+        let wide32 = matches!(op, Add32 | Sub32 | Mul32 | Shl32 | Shr32 | Sar32);
         let simple = matches!(
             op,
             Add64 | Sub64 | And | Or | Xor | Mul64 | Add32 | Sub32 | Mul32
         );
         let shift = matches!(op, Shl32 | Shr32 | Sar32 | Shl64 | Shr64 | Sar64);
+        let rx = host(gx);
+        let hd = host(d);
         match y {
             Src::Imm(v) => {
-                if !(simple || shift || matches!(op, RotR64 | RotR32)) {
-                    return false;
-                }
-                let v = v as i32;
-                let hd = self.dest(d, RAX);
-                // Additions without a copy: lea.
-                if let (Add64 | Add32, Loc::Reg(hx)) = (op, self.regs.loc(gx)) {
-                    if hx != hd {
-                        if op == Add64 {
-                            dynasm!(self.a ; .arch x64 ; lea Rq(hd), [Rq(hx) + v]);
-                        } else {
-                            dynasm!(self.a ; .arch x64 ; lea Rd(hd), [Rq(hx) + v] ; movsxd Rq(hd), Rd(hd));
-                        }
-                        self.put(d, hd);
-                        return true;
-                    }
-                }
-                self.load_to(hd, Src::R(gx));
-                let s64 = (v & 63) as i8;
-                let s32 = (v & 31) as i8;
                 match op {
-                    Add64 => dynasm!(self.a ; .arch x64 ; add Rq(hd), v),
-                    Sub64 => dynasm!(self.a ; .arch x64 ; sub Rq(hd), v),
-                    And => dynasm!(self.a ; .arch x64 ; and Rq(hd), v),
-                    Or => dynasm!(self.a ; .arch x64 ; or Rq(hd), v),
-                    Xor => dynasm!(self.a ; .arch x64 ; xor Rq(hd), v),
-                    Mul64 => dynasm!(self.a ; .arch x64 ; imul Rq(hd), Rq(hd), v),
-                    Add32 => dynasm!(self.a ; .arch x64 ; add Rd(hd), v),
-                    Sub32 => dynasm!(self.a ; .arch x64 ; sub Rd(hd), v),
-                    Mul32 => dynasm!(self.a ; .arch x64 ; imul Rd(hd), Rd(hd), v),
-                    Shl64 => dynasm!(self.a ; .arch x64 ; shl Rq(hd), s64),
-                    Shr64 => dynasm!(self.a ; .arch x64 ; shr Rq(hd), s64),
-                    Sar64 => dynasm!(self.a ; .arch x64 ; sar Rq(hd), s64),
-                    RotR64 => dynasm!(self.a ; .arch x64 ; ror Rq(hd), s64),
-                    Shl32 => dynasm!(self.a ; .arch x64 ; shl Rd(hd), s32),
-                    Shr32 => dynasm!(self.a ; .arch x64 ; shr Rd(hd), s32),
-                    Sar32 => dynasm!(self.a ; .arch x64 ; sar Rd(hd), s32),
-                    _ => dynasm!(self.a ; .arch x64 ; ror Rd(hd), s32),
+                    RotR64 => dynasm!(self.a ; .arch x64 ; rorx Rq(hd), Rq(rx), (v & 63) as i8),
+                    RotR32 => dynasm!(self.a ; .arch x64
+                        ; rorx Rd(hd), Rd(rx), (v & 31) as i8
+                        ; movsxd Rq(hd), Rd(hd)
+                    ),
+                    // Additions without a copy: lea.
+                    Add64 if rx != hd => {
+                        dynasm!(self.a ; .arch x64 ; lea Rq(hd), [Rq(rx) + v as i32])
+                    }
+                    Add32 if rx != hd => dynasm!(self.a ; .arch x64
+                        ; lea Rd(hd), [Rq(rx) + v as i32]
+                        ; movsxd Rq(hd), Rd(hd)
+                    ),
+                    _ if simple || shift => {
+                        self.put(d, rx);
+                        let v = v as i32;
+                        let s64 = (v & 63) as i8;
+                        let s32 = (v & 31) as i8;
+                        match op {
+                            Add64 => dynasm!(self.a ; .arch x64 ; add Rq(hd), v),
+                            Sub64 => dynasm!(self.a ; .arch x64 ; sub Rq(hd), v),
+                            And => dynasm!(self.a ; .arch x64 ; and Rq(hd), v),
+                            Or => dynasm!(self.a ; .arch x64 ; or Rq(hd), v),
+                            Xor => dynasm!(self.a ; .arch x64 ; xor Rq(hd), v),
+                            Mul64 => dynasm!(self.a ; .arch x64 ; imul Rq(hd), Rq(hd), v),
+                            Add32 => dynasm!(self.a ; .arch x64 ; add Rd(hd), v),
+                            Sub32 => dynasm!(self.a ; .arch x64 ; sub Rd(hd), v),
+                            Mul32 => dynasm!(self.a ; .arch x64 ; imul Rd(hd), Rd(hd), v),
+                            Shl64 => dynasm!(self.a ; .arch x64 ; shl Rq(hd), s64),
+                            Shr64 => dynasm!(self.a ; .arch x64 ; shr Rq(hd), s64),
+                            Sar64 => dynasm!(self.a ; .arch x64 ; sar Rq(hd), s64),
+                            Shl32 => dynasm!(self.a ; .arch x64 ; shl Rd(hd), s32),
+                            Shr32 => dynasm!(self.a ; .arch x64 ; shr Rd(hd), s32),
+                            _ => dynasm!(self.a ; .arch x64 ; sar Rd(hd), s32),
+                        }
+                        if wide32 {
+                            dynasm!(self.a ; .arch x64 ; movsxd Rq(hd), Rd(hd));
+                        }
+                    }
+                    _ => return false,
                 }
-                if wide32 {
-                    dynasm!(self.a ; .arch x64 ; movsxd Rq(hd), Rd(hd));
-                }
-                self.put(d, hd);
                 true
             }
             Src::R(gy) => {
+                let ry = host(gy);
                 if shift {
-                    // The count goes to cl first, so `d` may alias `y`.
-                    self.load_to(RCX, y);
-                    let hd = self.dest(d, RAX);
-                    self.load_to(hd, Src::R(gx));
+                    // shlx/shrx/sarx: three operands, and they mask the
+                    // count as the PVM does (mod 64, or mod 32).
                     match op {
-                        Shl64 => dynasm!(self.a ; .arch x64 ; shl Rq(hd), cl),
-                        Shr64 => dynasm!(self.a ; .arch x64 ; shr Rq(hd), cl),
-                        Sar64 => dynasm!(self.a ; .arch x64 ; sar Rq(hd), cl),
-                        Shl32 => dynasm!(self.a ; .arch x64 ; shl Rd(hd), cl),
-                        Shr32 => dynasm!(self.a ; .arch x64 ; shr Rd(hd), cl),
-                        _ => dynasm!(self.a ; .arch x64 ; sar Rd(hd), cl),
+                        Shl64 => dynasm!(self.a ; .arch x64 ; shlx Rq(hd), Rq(rx), Rq(ry)),
+                        Shr64 => dynasm!(self.a ; .arch x64 ; shrx Rq(hd), Rq(rx), Rq(ry)),
+                        Sar64 => dynasm!(self.a ; .arch x64 ; sarx Rq(hd), Rq(rx), Rq(ry)),
+                        Shl32 => dynasm!(self.a ; .arch x64 ; shlx Rd(hd), Rd(rx), Rd(ry)),
+                        Shr32 => dynasm!(self.a ; .arch x64 ; shrx Rd(hd), Rd(rx), Rd(ry)),
+                        _ => dynasm!(self.a ; .arch x64 ; sarx Rd(hd), Rd(rx), Rd(ry)),
                     }
                     if wide32 {
                         dynasm!(self.a ; .arch x64 ; movsxd Rq(hd), Rd(hd));
                     }
-                    self.put(d, hd);
+                    return true;
+                }
+                if op == AndInv {
+                    // andn d, s1, s2 = !s1 & s2.
+                    dynasm!(self.a ; .arch x64 ; andn Rq(hd), Rq(ry), Rq(rx));
                     return true;
                 }
                 if !simple {
                     return false;
                 }
-                let ry = self.get(gy, RCX);
-                let mut hd = self.dest(d, RAX);
                 let mut operand = ry;
                 if hd == ry && gx != gy {
                     // `d` is `y`: commutative operations take `x` as the
-                    // operand; a subtraction computes in rax.
-                    if op == Sub64 || op == Sub32 {
-                        hd = RAX;
-                        self.load_to(RAX, Src::R(gx));
-                    } else {
-                        operand = self.get(gx, RAX);
+                    // operand; a subtraction goes through rax.
+                    if matches!(op, Sub64 | Sub32) {
+                        return false;
                     }
+                    operand = rx;
                 } else {
-                    self.load_to(hd, Src::R(gx));
+                    self.put(d, rx);
                 }
                 match op {
                     Add64 => dynasm!(self.a ; .arch x64 ; add Rq(hd), Rq(operand)),
@@ -872,7 +856,6 @@ impl Emitter<'_> {
                 if wide32 {
                     dynasm!(self.a ; .arch x64 ; movsxd Rq(hd), Rd(hd));
                 }
-                self.put(d, hd);
                 true
             }
         }
@@ -881,31 +864,26 @@ impl Emitter<'_> {
     /// `reg[d] = f(reg[s])`, `f` computing from the second register into
     /// the first.
     fn unary(&mut self, d: u8, s: u8, f: impl FnOnce(&mut Assembler, u8, u8)) {
-        let rs = self.get(s, RCX);
-        let hd = self.dest(d, RAX);
-        f(&mut self.a, hd, rs);
-        self.put(d, hd);
+        f(&mut self.a, host(d), host(s));
     }
 
     /// `if (reg[c] == 0) == zero { reg[d] = v }`.
     fn cmov(&mut self, d: u8, v: Src, c: u8, zero: bool) {
-        // The value in rax (an immediate must be in a register anyway).
-        self.load_to(RAX, v);
-        let rc = self.get(c, RCX);
-        dynasm!(self.a ; .arch x64 ; test Rq(rc), Rq(rc));
-        let hd = match self.regs.loc(d) {
-            Loc::Reg(h) => h,
-            Loc::Mem(o) => {
-                dynasm!(self.a ; .arch x64 ; mov rcx, QWORD [r15 + o]);
-                RCX
+        let rc = host(c);
+        let hd = host(d);
+        let rv = match v {
+            Src::R(g) => host(g),
+            Src::Imm(_) => {
+                self.load_to(RAX, v);
+                RAX
             }
         };
+        dynasm!(self.a ; .arch x64 ; test Rq(rc), Rq(rc));
         if zero {
-            dynasm!(self.a ; .arch x64 ; cmovz Rq(hd), rax);
+            dynasm!(self.a ; .arch x64 ; cmovz Rq(hd), Rq(rv));
         } else {
-            dynasm!(self.a ; .arch x64 ; cmovnz Rq(hd), rax);
+            dynasm!(self.a ; .arch x64 ; cmovnz Rq(hd), Rq(rv));
         }
-        self.put(d, hd);
     }
 
     /// A conditional branch `if reg[a] CC y goto target else goto i + 1`.
@@ -916,12 +894,9 @@ impl Emitter<'_> {
             self.panic(i);
             return Ok(());
         }
-        let ra = self.get(a, RAX);
+        let ra = host(a);
         match y {
-            Src::R(b) => {
-                let rb = self.get(b, RCX);
-                dynasm!(self.a ; .arch x64 ; cmp Rq(ra), Rq(rb));
-            }
+            Src::R(b) => dynasm!(self.a ; .arch x64 ; cmp Rq(ra), Rq(host(b))),
             Src::Imm(v) => dynasm!(self.a ; .arch x64 ; cmp Rq(ra), v as i32),
         }
         let taken = if target == INVALID_TARGET {
@@ -961,14 +936,9 @@ impl Emitter<'_> {
             I::Fallthrough(_) | I::Jump(_) => self.jump(p.static_target(i))?,
             I::Unlikely(_) => {}
             I::Ecalli(x) => self.exit(i, exit_kind::HOST_CALL, x.imm),
-            I::LoadImm64(x) => match self.regs.loc(r(x.a)) {
-                Loc::Reg(h) => dynasm!(self.a ; .arch x64 ; mov Rq(h), QWORD x.imm as i64),
-                Loc::Mem(o) => dynasm!(self.a
-                    ; .arch x64
-                    ; mov rax, QWORD x.imm as i64
-                    ; mov QWORD [r15 + o], rax
-                ),
-            },
+            I::LoadImm64(x) => {
+                dynasm!(self.a ; .arch x64 ; mov Rq(host(r(x.a))), QWORD x.imm as i64)
+            }
             I::StoreImmU8(x) => self.store(Src::Imm(x.y), None, x.x, 1),
             I::StoreImmU16(x) => self.store(Src::Imm(x.y), None, x.x, 2),
             I::StoreImmU32(x) => self.store(Src::Imm(x.y), None, x.x, 4),
@@ -981,7 +951,7 @@ impl Emitter<'_> {
                     ; jmp =>self.djump
                 );
             }
-            I::LoadImm(x) => self.set_imm(r(x.a), x.imm),
+            I::LoadImm(x) => self.load_to(host(r(x.a)), Src::Imm(x.imm)),
             I::LoadU8(x) => self.load(r(x.a), None, x.imm, 1, false),
             I::LoadI8(x) => self.load(r(x.a), None, x.imm, 1, true),
             I::LoadU16(x) => self.load(r(x.a), None, x.imm, 2, false),
@@ -999,7 +969,7 @@ impl Emitter<'_> {
             I::StoreImmIndU64(x) => self.store(Src::Imm(x.y), Some(r(x.a)), x.x, 8),
             I::LoadImmJump(x) => {
                 // The register is written even when the jump then panics.
-                self.set_imm(r(x.a), x.imm);
+                self.load_to(host(r(x.a)), Src::Imm(x.imm));
                 self.jump(p.static_target(i))?;
             }
             I::BranchEqImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::Eq)?,
@@ -1134,7 +1104,7 @@ impl Emitter<'_> {
             I::LoadImmJumpInd(x) => {
                 // The target uses B before A is written (they may be one register).
                 self.ea_reg(r(x.b), x.y);
-                self.set_imm(r(x.a), x.x);
+                self.load_to(host(r(x.a)), Src::Imm(x.x));
                 dynasm!(self.a
                     ; .arch x64
                     ; mov DWORD [r15 + EXIT_IDX], i as i32

@@ -189,6 +189,53 @@ impl GuestMemory {
         }
     }
 
+    /// Maps pages `first, first + 1, …` with `access[k]` and fills them
+    /// with `data` (`access.len()` whole pages; pages past 2^20 are
+    /// ignored).
+    fn init_pages(&mut self, first: u32, access: &[Access], data: &[u8]) {
+        let n = (access.len() as u32).min((PAGES as u32).saturating_sub(first));
+        let page = PAGE_SIZE as usize;
+        self.set_access_impl(first, n, Access::Write);
+        if first < LOW_PAGES {
+            // Natively closed pages: copy through `with_page`.
+            for k in 0..n {
+                let bytes = &data[k as usize * page..(k as usize + 1) * page];
+                if bytes.iter().any(|&b| b != 0) {
+                    self.with_page(first + k, |b| b.copy_from_slice(bytes));
+                }
+            }
+        } else {
+            for k in 0..n as usize {
+                let bytes = &data[k * page..(k + 1) * page];
+                // Zero pages are left alone: they read as zero uncommitted.
+                if bytes.iter().any(|&b| b != 0) {
+                    // SAFETY: the page is inside our reservation and was just
+                    // made read-write; no guest code runs meanwhile.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(
+                            bytes.as_ptr(),
+                            self.base.add((first as usize + k) * page),
+                            page,
+                        );
+                    }
+                }
+            }
+        }
+        // Then the real access, one run of equal pages at a time.
+        let mut k = 0u32;
+        while k < n {
+            let a = access[k as usize];
+            let mut end = k + 1;
+            while end < n && access[end as usize] == a {
+                end += 1;
+            }
+            if a != Access::Write {
+                self.set_access_impl(first + k, end - k, a);
+            }
+            k = end;
+        }
+    }
+
     /// Runs `f` on the bytes of page `page` with the page temporarily
     /// readable and writable, then restores its native protection.
     fn with_page<R>(&self, page: u32, f: impl FnOnce(&mut [u8]) -> R) -> R {
@@ -425,6 +472,20 @@ impl JitInstance {
     /// Writes guest memory with the PVM's access rules.
     pub fn write(&mut self, addr: u32, data: &[u8]) -> Result<(), Trap> {
         self.mem.write_impl(addr, data)
+    }
+    /// Maps pages `first_page, first_page + 1, …` with `access[k]` and
+    /// fills them with `data` (`access.len()` whole pages): a loader's bulk
+    /// copy of an initial memory.
+    ///
+    /// # Panics
+    /// If `data` is not `access.len()` pages long.
+    pub fn init_pages(&mut self, first_page: u32, access: &[Access], data: &[u8]) {
+        assert_eq!(
+            data.len(),
+            access.len() * PAGE_SIZE as usize,
+            "init_pages: data must be whole pages, one per access entry"
+        );
+        self.mem.init_pages(first_page, access, data);
     }
     /// Writes into mapped pages ignoring read-only (test and loader setup).
     pub fn poke(&mut self, addr: u32, data: &[u8]) -> bool {
