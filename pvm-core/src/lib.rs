@@ -28,7 +28,7 @@ pub mod standard;
 pub use error::Error;
 pub use gas::GasModel;
 pub use host::{run_with_host, Host, HostAction};
-pub use interp::{Exit, NoTracer, Tracer, Vm, HALT_ADDRESS};
+pub use interp::{Cursor, Exit, NoTracer, Tracer, Vm, HALT_ADDRESS};
 pub use isa::{Instruction, Opcode, Profile, Reg};
 pub use memory::{Access, FlatMemory, Memory, PagedMemory, Trap, PAGE_SIZE};
 pub use program::{Blob, Program};

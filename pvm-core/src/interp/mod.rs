@@ -64,136 +64,55 @@ enum State {
     Finished,
 }
 
-/// The heap bounds `sbrk` (GP 0.7.2) works within.
+/// Where a machine stands between runs: its pc, whether the gas of the
+/// block holding it is paid (the GP's ϱ̄), and whether it can run on. Every
+/// backend keeps one, so the rules for starting, resuming after a host
+/// call, entering mid-block and recording an exit are written once, here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Heap {
-    /// Current end of the heap (exclusive).
-    pub top: u32,
-    /// The heap may not grow past this address.
-    pub limit: u32,
-}
-
-/// A PVM instance: registers, pc, gas and memory over a program.
-#[derive(Debug)]
-pub struct Vm<'p, M> {
-    program: &'p Program,
-    memory: M,
-    regs: [u64; 13],
-    pc: u32,
-    gas: u64,
-    charged: bool,
+pub struct Cursor {
+    pub(crate) pc: u32,
+    pub(crate) charged: bool,
     state: State,
-    heap: Option<Heap>,
 }
 
-impl<'p, M: Memory> Vm<'p, M> {
-    /// A machine at `pc` with `gas`, zeroed registers and `memory`.
-    pub fn new(program: &'p Program, memory: M, pc: u32, gas: u64) -> Self {
-        Vm {
-            program,
-            memory,
-            regs: [0; 13],
+impl Cursor {
+    /// Ready to run from `pc`, its block not yet paid.
+    pub const fn new(pc: u32) -> Cursor {
+        Cursor {
             pc,
-            gas,
             charged: false,
             state: State::Ready,
-            heap: None,
         }
-    }
-
-    pub fn program(&self) -> &'p Program {
-        self.program
-    }
-    pub fn regs(&self) -> &[u64; 13] {
-        &self.regs
-    }
-    pub fn regs_mut(&mut self) -> &mut [u64; 13] {
-        &mut self.regs
-    }
-    pub fn reg(&self, r: usize) -> u64 {
-        self.regs[r]
-    }
-    pub fn set_reg(&mut self, r: usize, v: u64) {
-        self.regs[r] = v;
     }
     /// The pc: of the next instruction, or of the instruction that stopped
     /// execution (the `ecalli` after a host call).
-    pub fn pc(&self) -> u32 {
+    pub const fn pc(&self) -> u32 {
         self.pc
     }
-    /// Moves execution to `pc` (a host may do this after a host call).
+    /// Moves execution to `pc`.
     pub fn set_pc(&mut self, pc: u32) {
         self.pc = pc;
         self.state = State::Ready;
     }
-    pub fn gas(&self) -> u64 {
-        self.gas
-    }
-    pub fn set_gas(&mut self, gas: u64) {
-        self.gas = gas;
-    }
-    /// Whether the current block's gas is already paid (the GP's ϱ̄).
-    pub fn gas_charged(&self) -> bool {
+    /// Whether the current block's gas is already paid.
+    pub const fn charged(&self) -> bool {
         self.charged
     }
-    pub fn set_gas_charged(&mut self, charged: bool) {
+    pub fn set_charged(&mut self, charged: bool) {
         self.charged = charged;
     }
-    pub fn memory(&self) -> &M {
-        &self.memory
-    }
-    pub fn memory_mut(&mut self) -> &mut M {
-        &mut self.memory
-    }
-    pub fn into_memory(self) -> M {
-        self.memory
-    }
-    pub fn heap(&self) -> Option<Heap> {
-        self.heap
-    }
-    pub fn set_heap(&mut self, heap: Option<Heap>) {
-        self.heap = heap;
-    }
-    /// Marks the machine as stopped for good (a host ended the run).
+    /// Marks the machine as stopped for good.
     pub fn finish(&mut self) {
         self.state = State::Finished;
     }
-
-    /// Whether the machine halted or panicked.
     pub fn is_finished(&self) -> bool {
         self.state == State::Finished
     }
 
-    /// Runs until an exit.
-    pub fn run(&mut self) -> Result<Exit, Error> {
-        self.run_traced(&mut NoTracer)
-    }
-
-    /// Runs until an exit, calling `tracer` before every instruction.
-    pub fn run_traced<T: Tracer>(&mut self, tracer: &mut T) -> Result<Exit, Error> {
-        loop {
-            if let Some(exit) = self.execute::<T, false>(tracer)? {
-                return Ok(exit);
-            }
-        }
-    }
-
-    /// Runs one instruction (charging its block first if due). `None` means
-    /// it completed and execution continues at [`Vm::pc`].
-    pub fn step(&mut self) -> Result<Option<Exit>, Error> {
-        self.execute::<NoTracer, true>(&mut NoTracer)
-    }
-
-    /// Runs one instruction with a tracer; see [`Vm::step`].
-    pub fn step_traced<T: Tracer>(&mut self, tracer: &mut T) -> Result<Option<Exit>, Error> {
-        self.execute::<T, true>(tracer)
-    }
-
-    /// Resolves where a run starts (charging the current block if it is not
-    /// paid yet): the op index, or an exit that happens before any
-    /// instruction runs.
-    fn start(&mut self) -> Result<Result<usize, Exit>, Error> {
-        let p = self.program;
+    /// Resolves where a run starts, charging the block that holds it from
+    /// `gas` if it is not paid yet: the instruction index, or an exit that
+    /// happens before any instruction runs.
+    pub fn start(&mut self, p: &Program, gas: &mut u64) -> Result<Result<usize, Exit>, Error> {
         match self.state {
             State::Finished => return Err(Error::Finished),
             State::AfterHostCall => {
@@ -224,13 +143,152 @@ impl<'p, M: Memory> Vm<'p, M> {
             // Charge the whole block that holds pc (GP 0.8: ϱΔ(𝔏(ı))), even
             // when entering mid-block.
             let cost = p.block_costs[p.block_of[i] as usize];
-            if self.gas < cost {
+            if *gas < cost {
                 return Ok(Err(Exit::OutOfGas));
             }
-            self.gas -= cost;
+            *gas -= cost;
             self.charged = true;
         }
         Ok(Ok(i))
+    }
+
+    /// Records that a run stopped with `exit` at instruction `idx` (the
+    /// instruction that halted, panicked, faulted or called the host, or the
+    /// first of the block whose gas ran out).
+    pub fn stop(&mut self, p: &Program, idx: usize, exit: &Exit) {
+        self.pc = p.pcs[idx];
+        match exit {
+            Exit::Halt | Exit::Panic => self.state = State::Finished,
+            Exit::HostCall(_) => self.state = State::AfterHostCall,
+            Exit::OutOfGas => self.charged = false,
+            Exit::PageFault(_) => {}
+        }
+    }
+}
+
+/// The heap bounds `sbrk` (GP 0.7.2) works within.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Heap {
+    /// Current end of the heap (exclusive).
+    pub top: u32,
+    /// The heap may not grow past this address.
+    pub limit: u32,
+}
+
+/// A PVM instance: registers, pc, gas and memory over a program.
+#[derive(Debug)]
+pub struct Vm<'p, M> {
+    program: &'p Program,
+    memory: M,
+    regs: [u64; 13],
+    gas: u64,
+    cur: Cursor,
+    heap: Option<Heap>,
+}
+
+impl<'p, M: Memory> Vm<'p, M> {
+    /// A machine at `pc` with `gas`, zeroed registers and `memory`.
+    pub fn new(program: &'p Program, memory: M, pc: u32, gas: u64) -> Self {
+        Vm {
+            program,
+            memory,
+            regs: [0; 13],
+            gas,
+            cur: Cursor::new(pc),
+            heap: None,
+        }
+    }
+
+    pub fn program(&self) -> &'p Program {
+        self.program
+    }
+    pub fn regs(&self) -> &[u64; 13] {
+        &self.regs
+    }
+    pub fn regs_mut(&mut self) -> &mut [u64; 13] {
+        &mut self.regs
+    }
+    pub fn reg(&self, r: usize) -> u64 {
+        self.regs[r]
+    }
+    pub fn set_reg(&mut self, r: usize, v: u64) {
+        self.regs[r] = v;
+    }
+    /// The pc: of the next instruction, or of the instruction that stopped
+    /// execution (the `ecalli` after a host call).
+    pub fn pc(&self) -> u32 {
+        self.cur.pc
+    }
+    /// Moves execution to `pc` (a host may do this after a host call).
+    pub fn set_pc(&mut self, pc: u32) {
+        self.cur.set_pc(pc);
+    }
+    pub fn gas(&self) -> u64 {
+        self.gas
+    }
+    pub fn set_gas(&mut self, gas: u64) {
+        self.gas = gas;
+    }
+    /// Whether the current block's gas is already paid (the GP's ϱ̄).
+    pub fn gas_charged(&self) -> bool {
+        self.cur.charged
+    }
+    pub fn set_gas_charged(&mut self, charged: bool) {
+        self.cur.charged = charged;
+    }
+    pub fn memory(&self) -> &M {
+        &self.memory
+    }
+    pub fn memory_mut(&mut self) -> &mut M {
+        &mut self.memory
+    }
+    pub fn into_memory(self) -> M {
+        self.memory
+    }
+    pub fn heap(&self) -> Option<Heap> {
+        self.heap
+    }
+    pub fn set_heap(&mut self, heap: Option<Heap>) {
+        self.heap = heap;
+    }
+    /// Marks the machine as stopped for good (a host ended the run).
+    pub fn finish(&mut self) {
+        self.cur.finish();
+    }
+
+    /// Whether the machine halted or panicked.
+    pub fn is_finished(&self) -> bool {
+        self.cur.is_finished()
+    }
+
+    /// Runs until an exit.
+    pub fn run(&mut self) -> Result<Exit, Error> {
+        self.run_traced(&mut NoTracer)
+    }
+
+    /// Runs until an exit, calling `tracer` before every instruction.
+    pub fn run_traced<T: Tracer>(&mut self, tracer: &mut T) -> Result<Exit, Error> {
+        loop {
+            if let Some(exit) = self.execute::<T, false>(tracer)? {
+                return Ok(exit);
+            }
+        }
+    }
+
+    /// Runs one instruction (charging its block first if due). `None` means
+    /// it completed and execution continues at [`Vm::pc`].
+    pub fn step(&mut self) -> Result<Option<Exit>, Error> {
+        self.execute::<NoTracer, true>(&mut NoTracer)
+    }
+
+    /// Runs one instruction with a tracer; see [`Vm::step`].
+    pub fn step_traced<T: Tracer>(&mut self, tracer: &mut T) -> Result<Option<Exit>, Error> {
+        self.execute::<T, true>(tracer)
+    }
+
+    /// Resolves where a run starts; see [`Cursor::start`].
+    fn start(&mut self) -> Result<Result<usize, Exit>, Error> {
+        self.cur.start(self.program, &mut self.gas)
     }
 
     #[inline(always)]
@@ -259,7 +317,7 @@ impl<'p, M: Memory> Vm<'p, M> {
             ($at:expr, $e:expr) => {{
                 self.regs.copy_from_slice(&regs[..13]);
                 self.gas = gas;
-                self.pc = c.op_pc[$at];
+                self.cur.pc = c.op_pc[$at];
                 return Ok(Some($e));
             }};
         }
@@ -281,7 +339,7 @@ impl<'p, M: Memory> Vm<'p, M> {
             }
             macro_rules! finish {
                 ($e:expr) => {{
-                    self.state = State::Finished;
+                    self.cur.state = State::Finished;
                     exit!($e)
                 }};
             }
@@ -304,14 +362,14 @@ impl<'p, M: Memory> Vm<'p, M> {
                         if ops[t].h != H::PanicAt {
                             self.regs.copy_from_slice(&regs[..13]);
                             self.gas = gas;
-                            self.pc = c.op_pc[t];
-                            self.charged = false;
+                            self.cur.pc = c.op_pc[t];
+                            self.cur.charged = false;
                             return Ok(None);
                         }
                     } else {
                         let cost = costs[t];
                         if gas < cost {
-                            self.charged = false;
+                            self.cur.charged = false;
                             exit_at!(t, Exit::OutOfGas);
                         }
                         gas -= cost;
@@ -363,7 +421,7 @@ impl<'p, M: Memory> Vm<'p, M> {
                     H::Next => {}
                     H::Fallthrough => goto!(cur!() + 1),
                     H::Ecalli => {
-                        self.state = State::AfterHostCall;
+                        self.cur.state = State::AfterHostCall;
                         exit!(Exit::HostCall(op.x));
                     }
                     H::Jump => goto!(op.z as usize),
@@ -667,8 +725,8 @@ impl<'p, M: Memory> Vm<'p, M> {
                     // One instruction done; the block continues.
                     self.regs.copy_from_slice(&regs[..13]);
                     self.gas = gas;
-                    self.pc = c.op_pc[cur!() + 1];
-                    self.charged = true;
+                    self.cur.pc = c.op_pc[cur!() + 1];
+                    self.cur.charged = true;
                     return Ok(None);
                 }
             }

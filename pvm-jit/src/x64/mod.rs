@@ -7,7 +7,7 @@ mod signal;
 
 use pvm_core::interp::Heap;
 use pvm_core::memory::lowest_bad;
-use pvm_core::{Access, Error, Exit, Instruction, Memory, Profile, Program, Trap, PAGE_SIZE};
+use pvm_core::{Access, Cursor, Error, Exit, Instruction, Memory, Program, Trap, PAGE_SIZE};
 use std::time::{Duration, Instant};
 
 /// Exit codes the native code returns.
@@ -350,13 +350,6 @@ impl Drop for GuestMemory {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Ready,
-    AfterHostCall,
-    Finished,
-}
-
 /// GP 0.7.2 `sbrk`, called from native code: the same rule as the
 /// interpreter's (grow the heap, make new whole pages writable).
 extern "sysv64" fn sbrk_helper(ctx: *mut Ctx, size: u64) -> u64 {
@@ -391,16 +384,14 @@ pub struct JitInstance {
     code: compile::Code,
     jump_table: Vec<u64>,
     mem: Box<GuestMemory>,
-    pc: u32,
-    charged: bool,
-    state: State,
+    cur: Cursor,
     compile_time: Duration,
 }
 
 impl core::fmt::Debug for JitInstance {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("JitInstance")
-            .field("pc", &self.pc)
+            .field("pc", &self.cur.pc())
             .field("gas", &self.mem.ctx().gas)
             .field("regs", &self.mem.ctx().regs)
             .field("code_bytes", &self.code.buf.len())
@@ -437,9 +428,7 @@ impl JitInstance {
             code,
             jump_table,
             mem,
-            pc: 0,
-            charged: false,
-            state: State::Ready,
+            cur: Cursor::new(0),
             compile_time,
         })
     }
@@ -516,12 +505,11 @@ impl JitInstance {
         self.mem.ctx_mut().regs[r] = v;
     }
     pub fn pc(&self) -> u32 {
-        self.pc
+        self.cur.pc()
     }
     /// Moves execution to `pc`.
     pub fn set_pc(&mut self, pc: u32) {
-        self.pc = pc;
-        self.state = State::Ready;
+        self.cur.set_pc(pc);
     }
     pub fn gas(&self) -> u64 {
         self.mem.ctx().gas
@@ -531,10 +519,10 @@ impl JitInstance {
     }
     /// Whether the current block's gas is already paid.
     pub fn gas_charged(&self) -> bool {
-        self.charged
+        self.cur.charged()
     }
     pub fn set_gas_charged(&mut self, charged: bool) {
-        self.charged = charged;
+        self.cur.set_charged(charged);
     }
     pub fn heap(&self) -> Option<Heap> {
         self.mem.heap
@@ -544,44 +532,18 @@ impl JitInstance {
     }
     /// Marks the machine as stopped for good.
     pub fn finish(&mut self) {
-        self.state = State::Finished;
+        self.cur.finish();
     }
     pub fn is_finished(&self) -> bool {
-        self.state == State::Finished
+        self.cur.is_finished()
     }
 
     /// Runs until an exit, with exactly the interpreter's semantics.
     pub fn run(&mut self) -> Result<Exit, Error> {
-        let p = &self.program;
-        match self.state {
-            State::Finished => return Err(Error::Finished),
-            State::AfterHostCall => {
-                self.state = State::Ready;
-                match p.index_of(self.pc) {
-                    Some(i) if i + 1 < p.pcs().len() => self.pc = p.pcs()[i + 1],
-                    _ => {
-                        self.state = State::Finished;
-                        return Ok(Exit::Panic);
-                    }
-                }
-            }
-            State::Ready => {}
-        }
-        let i = match p.index_of(self.pc) {
-            Some(i) if !p.is_implicit_trap(i) || p.profile() == Profile::V0_7 => i,
-            _ => {
-                self.state = State::Finished;
-                return Ok(Exit::Panic);
-            }
+        let i = match self.cur.start(&self.program, &mut self.mem.ctx_mut().gas)? {
+            Ok(i) => i,
+            Err(exit) => return Ok(exit),
         };
-        if !self.charged {
-            let cost = p.block_cost(p.block_of(i));
-            if self.mem.ctx().gas < cost {
-                return Ok(Exit::OutOfGas);
-            }
-            self.mem.ctx_mut().gas -= cost;
-            self.charged = true;
-        }
 
         let buf = &self.code.buf;
         let code_start = compile::addr(buf, 0) as usize;
@@ -616,62 +578,50 @@ impl JitInstance {
         };
         signal::set_running(signal::Running::NONE);
 
-        let idx = self.mem.ctx().exit_idx as usize;
-        let exit = match kind {
-            exit_kind::HALT => {
-                self.state = State::Finished;
-                Exit::Halt
-            }
-            exit_kind::PANIC => {
-                self.state = State::Finished;
-                Exit::Panic
-            }
-            exit_kind::OUT_OF_GAS => {
-                self.charged = false;
-                Exit::OutOfGas
-            }
-            exit_kind::HOST_CALL => {
-                self.state = State::AfterHostCall;
-                Exit::HostCall(self.mem.ctx().exit_arg)
-            }
+        let ctx = self.mem.ctx();
+        let (idx, exit) = match kind {
+            exit_kind::HALT => (ctx.exit_idx as usize, Exit::Halt),
+            exit_kind::PANIC => (ctx.exit_idx as usize, Exit::Panic),
+            exit_kind::OUT_OF_GAS => (ctx.exit_idx as usize, Exit::OutOfGas),
+            exit_kind::HOST_CALL => (ctx.exit_idx as usize, Exit::HostCall(ctx.exit_arg)),
             exit_kind::PAGE_FAULT => {
-                let off = self.mem.ctx().fault_rip as u32;
+                let off = ctx.fault_rip as u32;
                 let idx = self.code.starts.partition_point(|&s| s <= off) - 1;
-                self.pc = self.program.pcs()[idx];
-                let (addr, len, write) = access_of(&self.program.instructions()[idx], &self.mem.ctx().regs)
-                    .unwrap_or_else(|| {
-                        panic!(
-                            "JIT: native fault at {:#x} in instruction {idx} (pc {}), which does not access memory",
-                            self.mem.ctx().fault_addr, self.pc
-                        )
-                    });
-                let mem = &self.mem;
-                let bad = lowest_bad(addr, len, |pg| {
-                    let a = mem.access[pg as usize];
-                    if write {
-                        a == Access::Write
-                    } else {
-                        a != Access::None
-                    }
-                })
-                .unwrap_or_else(|| {
-                    panic!(
-                        "JIT: native fault at pc {} but the access is allowed",
-                        self.pc
-                    )
-                });
-                return Ok(match Trap::at(bad) {
-                    Trap::Panic => {
-                        self.state = State::Finished;
-                        Exit::Panic
-                    }
-                    Trap::Fault(a) => Exit::PageFault(a),
-                });
+                (idx, self.fault_exit(idx))
             }
             other => panic!("JIT: unknown exit code {other}"),
         };
-        self.pc = self.program.pcs()[idx];
+        self.cur.stop(&self.program, idx, &exit);
         Ok(exit)
+    }
+
+    /// The exit of instruction `idx`, whose access faulted natively: the
+    /// PVM's page fault at the lowest inaccessible page, or its panic below
+    /// 0x10000.
+    fn fault_exit(&self, idx: usize) -> Exit {
+        let ctx = self.mem.ctx();
+        let pc = self.program.pcs()[idx];
+        let (addr, len, write) = access_of(&self.program.instructions()[idx], &ctx.regs)
+            .unwrap_or_else(|| {
+                panic!(
+                    "JIT: native fault at {:#x} in instruction {idx} (pc {pc}), which does not access memory",
+                    ctx.fault_addr
+                )
+            });
+        let mem = &self.mem;
+        let bad = lowest_bad(addr, len, |pg| {
+            let a = mem.access[pg as usize];
+            if write {
+                a == Access::Write
+            } else {
+                a != Access::None
+            }
+        })
+        .unwrap_or_else(|| panic!("JIT: native fault at pc {pc} but the access is allowed"));
+        match Trap::at(bad) {
+            Trap::Panic => Exit::Panic,
+            Trap::Fault(a) => Exit::PageFault(a),
+        }
     }
 }
 
@@ -713,6 +663,7 @@ fn access_of(inst: &Instruction, regs: &[u64; 13]) -> Option<(u32, u32, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pvm_core::Profile;
 
     fn program(text: &str, profile: Profile) -> Program {
         let bytes = pvm_core::asm::assemble(text, profile).unwrap();
