@@ -5,23 +5,38 @@
 //! [`JitInstance::run`] runs it and returns the same [`Exit`](pvm_core::Exit)
 //! values, with the same pc, registers, gas and memory, as the interpreter.
 //!
-//! The backend exists on Linux x86-64 only. This is the one place that knows:
-//! [`is_supported`] says whether it is there, and on other targets the same
-//! API compiles to a stub whose constructor returns
-//! [`Error::Unsupported`](pvm_core::Error::Unsupported). Call sites need no
-//! `cfg`.
+//! The backend exists on Linux x86-64 with the `recompiler` feature (on by
+//! default). This is the one place that knows: [`is_supported`] says whether
+//! it is there, and otherwise the same API compiles to a stub whose
+//! constructor returns [`Error::Unsupported`](pvm_core::Error::Unsupported).
+//! Call sites need no `cfg`.
 
-/// Whether this build has the recompiler (Linux x86-64).
+/// Whether this build has the recompiler (Linux x86-64, feature
+/// `recompiler`).
 pub const fn is_supported() -> bool {
-    cfg!(all(target_arch = "x86_64", target_os = "linux"))
+    cfg!(all(
+        feature = "recompiler",
+        target_arch = "x86_64",
+        target_os = "linux"
+    ))
 }
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+/// Whether the recompiler can run here: it is built in ([`is_supported`])
+/// and the CPU has the instructions its code uses (x86-64-v3's popcnt,
+/// lzcnt, BMI1 and BMI2). Engines that pick a backend ask this.
+pub fn is_available() -> bool {
+    #[cfg(all(feature = "recompiler", target_arch = "x86_64", target_os = "linux"))]
+    return x64::cpu_has_features();
+    #[cfg(not(all(feature = "recompiler", target_arch = "x86_64", target_os = "linux")))]
+    return false;
+}
+
+#[cfg(all(feature = "recompiler", target_arch = "x86_64", target_os = "linux"))]
 mod x64;
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(all(feature = "recompiler", target_arch = "x86_64", target_os = "linux"))]
 pub use x64::{GuestMemory, JitInstance};
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[cfg(not(all(feature = "recompiler", target_arch = "x86_64", target_os = "linux")))]
 mod stub;
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[cfg(not(all(feature = "recompiler", target_arch = "x86_64", target_os = "linux")))]
 pub use stub::{GuestMemory, JitInstance};

@@ -41,7 +41,7 @@ pub struct JitInstance(Infallible);
 impl JitInstance {
     pub fn new(_program: &Program) -> Result<Self, Error> {
         Err(Error::Unsupported(
-            "the recompiler needs Linux on x86-64; use the interpreter",
+            "the recompiler is not built in (it needs Linux on x86-64 and the `recompiler` feature); use the interpreter",
         ))
     }
     pub fn compile_time(&self) -> std::time::Duration {

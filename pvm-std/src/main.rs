@@ -72,17 +72,31 @@ impl From<GasModelArg> for GasChoice {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum BackendArg {
+    /// The recompiler where this build and CPU have it, else the
+    /// interpreter.
+    Auto,
     /// The interpreter.
     Interp,
     /// The x86-64 recompiler (Linux x86-64 only).
     Jit,
 }
 
+impl BackendArg {
+    /// `Auto` made concrete: the recompiler if it can run here.
+    fn resolve(self) -> BackendArg {
+        match self {
+            BackendArg::Auto if pvm_jit::is_available() => BackendArg::Jit,
+            BackendArg::Auto => BackendArg::Interp,
+            b => b,
+        }
+    }
+}
+
 impl From<BackendArg> for vectors::Backend {
     fn from(b: BackendArg) -> vectors::Backend {
-        match b {
-            BackendArg::Interp => vectors::Backend::Interp,
+        match b.resolve() {
             BackendArg::Jit => vectors::Backend::Jit,
+            _ => vectors::Backend::Interp,
         }
     }
 }
@@ -112,7 +126,8 @@ struct RunArgs {
     /// JSON file `[{"pc": N, "cost": N}, ...]` for `--gas-model table`.
     #[arg(long = "gas-table")]
     gas_table: Option<PathBuf>,
-    #[arg(long, value_enum, default_value = "interp")]
+    /// Backend (auto: the recompiler where available, else the interpreter).
+    #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
     /// Print one JSON object on the last line.
     #[arg(long)]
@@ -137,7 +152,8 @@ enum Command {
         /// Gas model (default: gp under 0.8, which also checks each file's block-gas-costs; naive under 0.7).
         #[arg(long = "gas-model", value_enum)]
         gas_model: Option<GasModelArg>,
-        #[arg(long, value_enum, default_value = "interp")]
+        /// Backend (auto: the recompiler where available, else the interpreter).
+        #[arg(long, value_enum, default_value = "auto")]
         backend: BackendArg,
     },
     /// Run DOOM (../shared/programs/doom.spi): ext_initialize, then ticks;
@@ -161,7 +177,8 @@ enum Command {
         /// Gas model: naive (default: the reference figures' model) or gp.
         #[arg(long = "gas-model", value_enum, default_value = "naive")]
         gas_model: GasModelArg,
-        #[arg(long, value_enum, default_value = "interp")]
+        /// Backend (auto: the recompiler where available, else the interpreter).
+        #[arg(long, value_enum, default_value = "auto")]
         backend: BackendArg,
     },
     /// Print a program as assembly text (`pvm asm` turns it back into the
@@ -282,9 +299,12 @@ fn cmd_run(args: RunArgs) -> Result<(), String> {
         trace,
     } = args;
     let profile = Profile::from(profile);
-    if trace && backend != BackendArg::Interp {
-        return Err("--trace needs --backend interp".into());
-    }
+    // Tracing is the interpreter's; `auto` then means the interpreter.
+    let backend = match backend {
+        BackendArg::Auto if trace => BackendArg::Interp,
+        BackendArg::Jit if trace => return Err("--trace needs --backend interp".into()),
+        b => b.resolve(),
+    };
     let mut loaded = load_file(&blob, raw, profile, &[]).map_err(|e| e.to_string())?;
     match gas_model.unwrap_or(GasModelArg::default_for(profile)) {
         GasModelArg::Naive => loaded
@@ -307,7 +327,8 @@ fn cmd_run(args: RunArgs) -> Result<(), String> {
     let initial = loaded.initial;
     let heap = (profile == Profile::V0_7 && !raw).then_some(initial.heap);
     let (exit, elapsed, pc_end, gas_end, regs_end) = match backend {
-        BackendArg::Interp => {
+        // `resolve` above made `Auto` concrete.
+        BackendArg::Interp | BackendArg::Auto => {
             let mut vm = Vm::new(&loaded.program, initial.memory, pc, gas);
             *vm.regs_mut() = initial.regs;
             vm.set_heap(heap);
@@ -436,8 +457,8 @@ fn cmd_doom(
     let mut host = pvm_std::doom::DoomHost::new(wad_bytes);
     host.save = save;
     host.save_dir = Some(out);
-    let s = match backend {
-        BackendArg::Interp => {
+    let s = match backend.resolve() {
+        BackendArg::Interp | BackendArg::Auto => {
             pvm_std::doom::run(&loaded.program, loaded.initial.memory, &mut host, ticks)?
         }
         BackendArg::Jit => {

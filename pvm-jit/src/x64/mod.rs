@@ -375,6 +375,14 @@ extern "sysv64" fn sbrk_helper(ctx: *mut Ctx, size: u64) -> u64 {
     u64::from(old)
 }
 
+/// Whether the CPU has what generated code uses beyond x86-64's baseline.
+pub(crate) fn cpu_has_features() -> bool {
+    std::is_x86_feature_detected!("popcnt")
+        && std::is_x86_feature_detected!("lzcnt")
+        && std::is_x86_feature_detected!("bmi1")
+        && std::is_x86_feature_detected!("bmi2")
+}
+
 type Entry = unsafe extern "sysv64" fn(*mut u8, *const u8) -> u32;
 
 /// A program compiled to native code, with its registers, gas, pc and guest
@@ -403,12 +411,9 @@ impl JitInstance {
     /// Compiles `program` (one linear pass) and reserves its guest memory:
     /// every page inaccessible, registers zero, pc 0, gas 0.
     pub fn new(program: &Program) -> Result<Self, Error> {
-        if !(std::is_x86_feature_detected!("popcnt")
-            && std::is_x86_feature_detected!("lzcnt")
-            && std::is_x86_feature_detected!("bmi1"))
-        {
+        if !cpu_has_features() {
             return Err(Error::Unsupported(
-                "the recompiler needs a CPU with popcnt, lzcnt and tzcnt (x86-64-v3)",
+                "the recompiler needs a CPU with popcnt, lzcnt, BMI1 and BMI2 (x86-64-v3)",
             ));
         }
         signal::install()?;
