@@ -31,6 +31,20 @@ pub fn is_available() -> bool {
     return false;
 }
 
+/// How the recompiler keeps guest loads and stores inside the pages the
+/// guest may access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MemoryChecks {
+    /// Page protection of the 4 GiB window and a SIGSEGV/SIGBUS handler
+    /// that turns a native fault into the PVM's exit: no code per access.
+    #[default]
+    Hardware,
+    /// An explicit check of a per-page access table before every load and
+    /// store, and no signal handler: for hosts that cannot give up SIGSEGV.
+    /// Slower.
+    Explicit,
+}
+
 #[cfg(all(feature = "recompiler", target_arch = "x86_64", target_os = "linux"))]
 mod x64;
 #[cfg(all(feature = "recompiler", target_arch = "x86_64", target_os = "linux"))]

@@ -39,7 +39,10 @@ impl GuestMemory {
 pub struct JitInstance(Infallible);
 
 impl JitInstance {
-    pub fn new(_program: &Program) -> Result<Self, Error> {
+    pub fn new(program: &Program) -> Result<Self, Error> {
+        Self::with_checks(program, crate::MemoryChecks::Hardware)
+    }
+    pub fn with_checks(_program: &Program, _checks: crate::MemoryChecks) -> Result<Self, Error> {
         Err(Error::Unsupported(
             "the recompiler is not built in (it needs Linux on x86-64 and the `recompiler` feature); use the interpreter",
         ))

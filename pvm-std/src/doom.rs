@@ -320,7 +320,25 @@ pub fn run_jit(
     host: &mut DoomHost,
     ticks: u64,
 ) -> Result<RunSummary, String> {
-    let mut vm = crate::jit::instance_with_memory(program, &memory).map_err(|e| e.to_string())?;
+    run_jit_with(
+        program,
+        memory,
+        host,
+        ticks,
+        pvm_jit::MemoryChecks::Hardware,
+    )
+}
+
+/// [`run_jit`] with the given kind of memory checks.
+pub fn run_jit_with(
+    program: &Program,
+    memory: FlatMemory,
+    host: &mut DoomHost,
+    ticks: u64,
+    checks: pvm_jit::MemoryChecks,
+) -> Result<RunSummary, String> {
+    let mut vm =
+        crate::jit::instance_with_checks(program, &memory, checks).map_err(|e| e.to_string())?;
     drop(memory);
     run_on(&mut vm, host, ticks)
 }

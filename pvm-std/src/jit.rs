@@ -2,12 +2,21 @@
 //! a [`JitInstance`].
 
 use pvm_core::{Error, FlatMemory, Program};
-use pvm_jit::JitInstance;
+use pvm_jit::{JitInstance, MemoryChecks};
 
 /// A JIT instance for `program` whose memory is a copy of `memory` (every
 /// accessible page with its access and contents).
 pub fn instance_with_memory(program: &Program, memory: &FlatMemory) -> Result<JitInstance, Error> {
-    let mut jit = JitInstance::new(program)?;
+    instance_with_checks(program, memory, MemoryChecks::Hardware)
+}
+
+/// As [`instance_with_memory`], with the given kind of memory checks.
+pub fn instance_with_checks(
+    program: &Program,
+    memory: &FlatMemory,
+    checks: MemoryChecks,
+) -> Result<JitInstance, Error> {
+    let mut jit = JitInstance::with_checks(program, checks)?;
     for (first, access, data) in memory.regions() {
         jit.init_pages(first, access, data);
     }

@@ -79,6 +79,9 @@ enum BackendArg {
     Interp,
     /// The x86-64 recompiler (Linux x86-64 only).
     Jit,
+    /// The recompiler checking every memory access explicitly instead of
+    /// relying on page protection and a signal handler (slower).
+    JitChecked,
 }
 
 impl BackendArg {
@@ -96,6 +99,7 @@ impl From<BackendArg> for vectors::Backend {
     fn from(b: BackendArg) -> vectors::Backend {
         match b.resolve() {
             BackendArg::Jit => vectors::Backend::Jit,
+            BackendArg::JitChecked => vectors::Backend::JitChecked,
             _ => vectors::Backend::Interp,
         }
     }
@@ -302,7 +306,9 @@ fn cmd_run(args: RunArgs) -> Result<(), String> {
     // Tracing is the interpreter's; `auto` then means the interpreter.
     let backend = match backend {
         BackendArg::Auto if trace => BackendArg::Interp,
-        BackendArg::Jit if trace => return Err("--trace needs --backend interp".into()),
+        BackendArg::Jit | BackendArg::JitChecked if trace => {
+            return Err("--trace needs --backend interp".into())
+        }
         b => b.resolve(),
     };
     let mut loaded = load_file(&blob, raw, profile, &[]).map_err(|e| e.to_string())?;
@@ -345,9 +351,15 @@ fn cmd_run(args: RunArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
             (exit, start.elapsed(), vm.pc(), vm.gas(), *vm.regs())
         }
-        BackendArg::Jit => {
-            let mut vm = pvm_std::jit::instance_with_memory(&loaded.program, &initial.memory)
-                .map_err(|e| format!("jit: {e}"))?;
+        BackendArg::Jit | BackendArg::JitChecked => {
+            let checks = if backend == BackendArg::Jit {
+                pvm_jit::MemoryChecks::Hardware
+            } else {
+                pvm_jit::MemoryChecks::Explicit
+            };
+            let mut vm =
+                pvm_std::jit::instance_with_checks(&loaded.program, &initial.memory, checks)
+                    .map_err(|e| format!("jit: {e}"))?;
             eprintln!(
                 "jit: compiled {} instructions to {} bytes in {:.3} ms",
                 loaded.program.instructions().len(),
@@ -464,6 +476,13 @@ fn cmd_doom(
         BackendArg::Jit => {
             pvm_std::doom::run_jit(&loaded.program, loaded.initial.memory, &mut host, ticks)?
         }
+        BackendArg::JitChecked => pvm_std::doom::run_jit_with(
+            &loaded.program,
+            loaded.initial.memory,
+            &mut host,
+            ticks,
+            pvm_jit::MemoryChecks::Explicit,
+        )?,
     };
     println!(
         "ext_initialize: gas {} in {:.1} ms",

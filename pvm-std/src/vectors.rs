@@ -367,6 +367,9 @@ pub enum Backend {
     Interp,
     /// The x86-64 recompiler (`pvm_jit::JitInstance`).
     Jit,
+    /// The recompiler with explicit memory checks instead of page
+    /// protection and signals (`pvm_jit::MemoryChecks::Explicit`).
+    JitChecked,
 }
 
 impl Backend {
@@ -374,6 +377,7 @@ impl Backend {
         match s {
             "interp" => Some(Backend::Interp),
             "jit" => Some(Backend::Jit),
+            "jit-checked" => Some(Backend::JitChecked),
             _ => None,
         }
     }
@@ -534,8 +538,14 @@ pub fn run_on(
         (Some(p), Backend::Interp) => {
             Box::new(Vm::new(p, FlatMemory::new(), vector.initial_pc, gas0))
         }
-        (Some(p), Backend::Jit) => {
-            let mut j = JitInstance::new(p).map_err(|e| Failure(format!("jit: {e}")))?;
+        (Some(p), Backend::Jit | Backend::JitChecked) => {
+            let checks = if backend == Backend::Jit {
+                pvm_jit::MemoryChecks::Hardware
+            } else {
+                pvm_jit::MemoryChecks::Explicit
+            };
+            let mut j =
+                JitInstance::with_checks(p, checks).map_err(|e| Failure(format!("jit: {e}")))?;
             j.set_pc(vector.initial_pc);
             j.set_gas(gas0);
             Box::new(j)

@@ -17,7 +17,7 @@ use proptest::sample::Index;
 use pvm_core::interp::Heap;
 use pvm_core::isa::*;
 use pvm_core::{Access, Blob, Exit, FlatMemory, Memory, Program, Vm, PAGE_SIZE};
-use pvm_jit::JitInstance;
+use pvm_jit::{JitInstance, MemoryChecks};
 
 /// Pages the tests lay out: (page, access).
 const LAYOUT: [(u32, Access); 7] = [
@@ -176,6 +176,9 @@ struct Case {
     start: Option<Index>,
     gas: u64,
     naive: bool,
+    /// The recompiler with explicit memory checks instead of page
+    /// protection and signals.
+    explicit: bool,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -188,9 +191,10 @@ fn case() -> impl Strategy<Value = Case> {
         prop_oneof![Just(1_000u64), 0u64..200, Just(100_000)],
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
     )
         .prop_map(
-            |(profile, specs, jump_table, mut regs, start, gas, naive, halt)| {
+            |(profile, specs, jump_table, mut regs, start, gas, naive, halt, explicit)| {
                 // Half the runs can end through the final `jump_ind r0, 0`.
                 if halt {
                     regs[0] = u64::from(pvm_core::HALT_ADDRESS);
@@ -203,6 +207,7 @@ fn case() -> impl Strategy<Value = Case> {
                     start,
                     gas,
                     naive,
+                    explicit,
                 }
             },
         )
@@ -286,7 +291,13 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     *vm.regs_mut() = case.regs;
     vm.set_heap(Some(heap));
 
-    let mut jit = JitInstance::new(&program).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let checks = if case.explicit {
+        MemoryChecks::Explicit
+    } else {
+        MemoryChecks::Hardware
+    };
+    let mut jit = JitInstance::with_checks(&program, checks)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
     for (page, access) in LAYOUT {
         jit.map(page, 1, access);
         let fill: Vec<u8> = (0..PAGE_SIZE)

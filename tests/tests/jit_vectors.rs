@@ -1,6 +1,7 @@
 //! Every conformance vector of ../shared/vectors on the x86-64 recompiler,
 //! each as its own named test (`jit_gp08_*`, `jit_gp07_*`), with the same
-//! gas models as tests/vectors.rs. Where the recompiler is not built (not
+//! gas models as tests/vectors.rs, once with hardware memory protection and
+//! once with explicit memory checks. Where the recompiler is not built (not
 //! Linux x86-64) each test says so and passes.
 
 fn run_jit_vector(path: &str, profile: pvm_core::Profile) {
@@ -8,13 +9,15 @@ fn run_jit_vector(path: &str, profile: pvm_core::Profile) {
         eprintln!("{path}: skipped, the recompiler is not available on this target");
         return;
     }
-    if let Err(failure) = pvm_std::vectors::run_file_on(
-        std::path::Path::new(path),
-        Some(profile),
-        None,
+    for backend in [
         pvm_std::vectors::Backend::Jit,
-    ) {
-        panic!("{path}: {failure}");
+        pvm_std::vectors::Backend::JitChecked,
+    ] {
+        if let Err(failure) =
+            pvm_std::vectors::run_file_on(std::path::Path::new(path), Some(profile), None, backend)
+        {
+            panic!("{path} ({backend:?}): {failure}");
+        }
     }
 }
 

@@ -17,6 +17,13 @@
 //! faulting instruction. The stack pointer does not move inside guest code
 //! (the entry aligns it to 16 once).
 //!
+//! Memory accesses are single instructions on `[r15 + zero-extended 32-bit
+//! address]`. With hardware checks the window's page protection stops a bad
+//! one (see `signal.rs`); with explicit checks ([`MemoryChecks::Explicit`](crate::MemoryChecks::Explicit))
+//! each access is preceded by a look-up of the pages it touches in the access
+//! table below the context (one byte per page) and leaves through a stub
+//! before touching memory if one does not allow it.
+//!
 //! Layout, per instruction `i` in code order: if `i` starts a gas block, a
 //! charge prologue (`gas -= cost`, out-of-gas if it would borrow), then the
 //! body (`starts[i]`). Static jumps go to the target's charge prologue,
@@ -27,7 +34,7 @@
 //! bodies and contain no guest memory access, so a faulting native offset
 //! always falls inside the body of the instruction that faulted.
 
-use super::{exit_kind, Ctx};
+use super::{exit_kind, Ctx, PERM_OFFSET};
 use core::mem::{offset_of, size_of};
 use dynasmrt::{dynasm, x64::Assembler, AssemblyOffset, DynamicLabel, DynasmApi, DynasmLabelApi};
 use pvm_core::isa::Instruction as I;
@@ -177,11 +184,15 @@ struct Emitter<'p> {
     oog_stubs: Vec<(DynamicLabel, u32, u64)>,
     /// Panic stubs: label, instruction.
     panic_stubs: Vec<(DynamicLabel, u32)>,
+    /// Explicit access checks (instead of page protection and signals).
+    checked: bool,
+    /// Failed-check stubs: label, instruction.
+    access_stubs: Vec<(DynamicLabel, u32)>,
     /// The instruction being emitted.
     cur: usize,
 }
 
-pub(super) fn compile(p: &Program, sbrk: usize) -> Result<Code, Error> {
+pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, Error> {
     let n = p.instructions().len();
     let mut a = Assembler::new().map_err(|_| Error::Unsupported("cannot allocate JIT code"))?;
     let epilogue = a.new_dynamic_label();
@@ -200,6 +211,8 @@ pub(super) fn compile(p: &Program, sbrk: usize) -> Result<Code, Error> {
         panic_common,
         oog_stubs: Vec::new(),
         panic_stubs: Vec::new(),
+        checked,
+        access_stubs: Vec::new(),
         cur: 0,
     };
 
@@ -243,6 +256,15 @@ pub(super) fn compile(p: &Program, sbrk: usize) -> Result<Code, Error> {
             ; .arch x64
             ; mov DWORD [r15 + EXIT_IDX], idx as i32
             ; mov eax, exit_kind::OUT_OF_GAS as i32
+            ; jmp =>epilogue
+        );
+    }
+    for (l, idx) in core::mem::take(&mut e.access_stubs) {
+        dynasm!(e.a
+            ; .arch x64
+            ; =>l
+            ; mov DWORD [r15 + EXIT_IDX], idx as i32
+            ; mov eax, exit_kind::ACCESS_FAULT as i32
             ; jmp =>epilogue
         );
     }
@@ -467,8 +489,57 @@ impl Emitter<'_> {
         Addr::Rax
     }
 
+    /// With explicit checks: leaves for the failed-check stub unless every
+    /// page of the `size`-byte access at `at` allows it (`rax` is kept).
+    fn check(&mut self, at: Addr, size: u8, write: bool) {
+        if !self.checked {
+            return;
+        }
+        let need: i8 = if write { 2 } else { 1 };
+        let fail = self.a.new_dynamic_label();
+        self.access_stubs.push((fail, self.cur as u32));
+        match at {
+            Addr::Abs(k) => {
+                let first = (k as u32 >> 12) as i32;
+                let last = ((k as u32 + u32::from(size) - 1) >> 12) as i32;
+                dynasm!(self.a ; .arch x64
+                    ; cmp BYTE [r15 + PERM_OFFSET + first], need
+                    ; jb =>fail
+                );
+                if last != first {
+                    dynasm!(self.a ; .arch x64
+                        ; cmp BYTE [r15 + PERM_OFFSET + last], need
+                        ; jb =>fail
+                    );
+                }
+            }
+            Addr::Rax => {
+                dynasm!(self.a ; .arch x64
+                    ; mov QWORD [r15 + TMP], rax
+                    ; shr eax, 12
+                    ; cmp BYTE [r15 + rax + PERM_OFFSET], need
+                    ; jb =>fail
+                );
+                if size > 1 {
+                    // The last byte's page; past 2^32 the access wraps into
+                    // page 0, which is never accessible.
+                    dynasm!(self.a ; .arch x64
+                        ; mov rax, QWORD [r15 + TMP]
+                        ; add eax, i32::from(size) - 1
+                        ; jc =>fail
+                        ; shr eax, 12
+                        ; cmp BYTE [r15 + rax + PERM_OFFSET], need
+                        ; jb =>fail
+                    );
+                }
+                dynasm!(self.a ; .arch x64 ; mov rax, QWORD [r15 + TMP]);
+            }
+        }
+    }
+
     fn load(&mut self, dst: u8, base: Option<u8>, imm: u32, size: u8, signed: bool) {
         let at = self.ea(base, imm);
+        self.check(at, size, false);
         let d = host(dst);
         match (at, size, signed) {
             (Addr::Rax, 1, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), BYTE [r15 + rax]),
@@ -490,6 +561,7 @@ impl Emitter<'_> {
 
     fn store(&mut self, src: Src, base: Option<u8>, imm: u32, size: u8) {
         let at = self.ea(base, imm);
+        self.check(at, size, true);
         match src {
             Src::R(g) => {
                 let s = host(g);

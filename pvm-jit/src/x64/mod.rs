@@ -5,6 +5,7 @@
 mod compile;
 mod signal;
 
+use crate::MemoryChecks;
 use pvm_core::interp::Heap;
 use pvm_core::memory::lowest_bad;
 use pvm_core::{Access, Cursor, Error, Exit, Instruction, Memory, Program, Trap, PAGE_SIZE};
@@ -17,6 +18,8 @@ pub(crate) mod exit_kind {
     pub const OUT_OF_GAS: u32 = 2;
     pub const PAGE_FAULT: u32 = 3;
     pub const HOST_CALL: u32 = 4;
+    /// An explicit access check failed (`MemoryChecks::Explicit`).
+    pub const ACCESS_FAULT: u32 = 5;
 }
 
 /// The state native code reads and writes, just below the guest window
@@ -40,6 +43,14 @@ pub(crate) struct Ctx {
 
 /// The read-write page in front of the guest window that holds the [`Ctx`].
 const CTX_PAGE: usize = 4096;
+/// The access table for explicit checks, in front of the context page: one
+/// byte per guest page (0 inaccessible, 1 read-only, 2 read-write; always 0
+/// below 0x10000).
+const PERM_BYTES: usize = PAGES;
+/// Offset of the access table from the window base.
+pub(crate) const PERM_OFFSET: i32 = -((PERM_BYTES + CTX_PAGE) as i32);
+/// Bytes in front of the window: the access table and the context page.
+const FRONT: usize = PERM_BYTES + CTX_PAGE;
 const _: () = assert!(core::mem::size_of::<Ctx>() <= CTX_PAGE);
 
 /// Bytes reserved for the guest window: 4 GiB plus a guard that any access
@@ -51,13 +62,14 @@ const LOW_PAGES: u32 = 16;
 
 /// The guest's 4 GiB address space: a `PROT_NONE` reservation whose pages
 /// are opened with `mprotect` as the guest maps them, plus the page table the
-/// PVM rules are checked against. The reservation starts with one read-write
-/// page holding the instance's [`Ctx`], right below the window.
+/// PVM rules are checked against. The reservation starts with the access
+/// table of explicit checks and one page holding the instance's [`Ctx`],
+/// both read-write, right below the window.
 #[derive(Debug)]
 pub struct GuestMemory {
-    /// Start of the reservation (the context page).
+    /// Start of the reservation (the access table).
     start: *mut u8,
-    /// Start of the guest window: `start + CTX_PAGE`.
+    /// Start of the guest window: `start + FRONT`.
     base: *mut u8,
     access: Vec<Access>,
     heap: Option<Heap>,
@@ -75,7 +87,7 @@ impl GuestMemory {
         let start = unsafe {
             libc::mmap(
                 core::ptr::null_mut(),
-                CTX_PAGE + WINDOW,
+                FRONT + WINDOW,
                 libc::PROT_NONE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
                 -1,
@@ -91,14 +103,13 @@ impl GuestMemory {
         // From here on `Drop` unmaps the reservation.
         let mem = GuestMemory {
             start,
-            // SAFETY: CTX_PAGE is inside the reservation.
-            base: unsafe { start.add(CTX_PAGE) },
+            // SAFETY: FRONT is inside the reservation.
+            base: unsafe { start.add(FRONT) },
             access: vec![Access::None; PAGES],
             heap: None,
         };
-        // SAFETY: the first page of our own reservation.
-        let rc =
-            unsafe { libc::mprotect(start.cast(), CTX_PAGE, libc::PROT_READ | libc::PROT_WRITE) };
+        // SAFETY: the front of our own reservation.
+        let rc = unsafe { libc::mprotect(start.cast(), FRONT, libc::PROT_READ | libc::PROT_WRITE) };
         if rc != 0 {
             return Err(Error::Unsupported("cannot map the JIT context page"));
         }
@@ -168,8 +179,24 @@ impl GuestMemory {
         if first >= end {
             return;
         }
+        let code = match access {
+            Access::None => 0u8,
+            Access::Read => 1,
+            Access::Write => 2,
+        };
         for p in first..end {
             self.access[p as usize] = access;
+            if p >= LOW_PAGES {
+                // SAFETY: byte `p` < 2^20 of the read-write access table at
+                // the start of our reservation; no guest code runs meanwhile.
+                unsafe {
+                    let slot = self.start.add(p as usize);
+                    // Only writes commit memory: skip unchanged entries.
+                    if *slot != code {
+                        *slot = code;
+                    }
+                }
+            }
         }
         if access == Access::None {
             // Dropped pages read as zero when mapped again.
@@ -345,7 +372,7 @@ impl Drop for GuestMemory {
         // SAFETY: unmaps exactly the reservation made in `new`; nothing
         // refers to it any more.
         unsafe {
-            libc::munmap(self.start.cast(), CTX_PAGE + WINDOW);
+            libc::munmap(self.start.cast(), FRONT + WINDOW);
         }
     }
 }
@@ -411,14 +438,26 @@ impl JitInstance {
     /// Compiles `program` (one linear pass) and reserves its guest memory:
     /// every page inaccessible, registers zero, pc 0, gas 0.
     pub fn new(program: &Program) -> Result<Self, Error> {
+        Self::with_checks(program, MemoryChecks::Hardware)
+    }
+
+    /// As [`new`](Self::new), keeping guest accesses inside the guest's
+    /// pages as `checks` says.
+    pub fn with_checks(program: &Program, checks: MemoryChecks) -> Result<Self, Error> {
         if !cpu_has_features() {
             return Err(Error::Unsupported(
                 "the recompiler needs a CPU with popcnt, lzcnt, BMI1 and BMI2 (x86-64-v3)",
             ));
         }
-        signal::install()?;
+        if checks == MemoryChecks::Hardware {
+            signal::install()?;
+        }
         let t0 = Instant::now();
-        let code = compile::compile(program, sbrk_helper as *const () as usize)?;
+        let code = compile::compile(
+            program,
+            sbrk_helper as *const () as usize,
+            checks == MemoryChecks::Explicit,
+        )?;
         let compile_time = t0.elapsed();
         let base = compile::addr(&code.buf, 0) as u64;
         let jump_table: Vec<u64> = code
@@ -589,6 +628,10 @@ impl JitInstance {
             exit_kind::PANIC => (ctx.exit_idx as usize, Exit::Panic),
             exit_kind::OUT_OF_GAS => (ctx.exit_idx as usize, Exit::OutOfGas),
             exit_kind::HOST_CALL => (ctx.exit_idx as usize, Exit::HostCall(ctx.exit_arg)),
+            exit_kind::ACCESS_FAULT => {
+                let idx = ctx.exit_idx as usize;
+                (idx, self.fault_exit(idx))
+            }
             exit_kind::PAGE_FAULT => {
                 let off = ctx.fault_rip as u32;
                 let idx = self.code.starts.partition_point(|&s| s <= off) - 1;

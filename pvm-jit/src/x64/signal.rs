@@ -1,7 +1,9 @@
 //! Turning native memory faults in guest code into PVM page faults.
 //!
 //! SAFETY ARGUMENT — the most dangerous code in the project; read it with the
-//! code in `compile.rs`.
+//! code in `compile.rs`. (With `MemoryChecks::Explicit` none of this is used:
+//! every access is checked against the access table before it is made, and
+//! the handler is not installed.)
 //!
 //! Guest loads and stores are single x86 instructions addressing
 //! `r14 + zero-extended 32-bit address`, where `r14` is the base of a
