@@ -63,7 +63,7 @@ const LOW_PAGES: u32 = 16;
 /// The guest's 4 GiB address space: a `PROT_NONE` reservation whose pages
 /// are opened with `mprotect` as the guest maps them, plus the page table the
 /// PVM rules are checked against. The reservation starts with the access
-/// table of explicit checks and one page holding the instance's [`Ctx`],
+/// table of explicit checks and one page holding the instance's context,
 /// both read-write, right below the window.
 #[derive(Debug)]
 pub struct GuestMemory {
