@@ -1,18 +1,22 @@
-//! `pvm-bench`: our interpreter against PolkaVM's interpreter, side by side,
-//! on the programs of `../shared/programs` (see its README for the programs,
-//! their calling convention and reference results).
+//! `pvm-bench`: our interpreter against PolkaVM's interpreter
+//! (`--backend interp`, the default), or our recompiler against PolkaVM's
+//! recompiler (`--backend jit`), side by side, on the programs of
+//! `../shared/programs` (see its README for the programs, their calling
+//! convention and reference results).
 //!
-//! Each program is loaded and compiled once per engine; then the engines run
-//! it alternately (ours, PolkaVM, ours, PolkaVM, ...), `--runs` times each,
-//! every run on a fresh machine. Only execution is timed: from the first
-//! instruction of a call to its return to the halt address (for DOOM: the
-//! init call and all ticks, host calls included), never loading, compiling
-//! or instantiating. Both engines count gas one unit per instruction.
+//! The engines run each program alternately (ours, PolkaVM, ours, PolkaVM,
+//! ...), `--runs` times each, every run on a fresh machine. The execution
+//! time is from the first instruction of a call to its return to the halt
+//! address (for DOOM: the init call and all ticks, host calls included).
+//! Interpreters: the program is loaded and compiled once per engine, and
+//! only execution is timed. Recompilers: every run compiles the program
+//! anew and instantiates it, and those times are measured too (see
+//! [`Setup`]). Both engines count gas one unit per instruction.
 
 mod ours;
 mod polka;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -24,9 +28,18 @@ const DEFAULT_WAD: &str = "/usr/share/games/doom/freedoom1.wad";
 #[derive(Parser, Debug)]
 #[command(
     name = "pvm-bench",
-    about = "Times our PVM interpreter and PolkaVM's interpreter side by side on ../shared/programs"
+    about = "Times our PVM interpreter or recompiler and PolkaVM's side by side on ../shared/programs"
 )]
 struct Args {
+    /// Which engines: the interpreters, or the recompilers (ours: pvm-jit;
+    /// PolkaVM's: its compiler backend).
+    #[arg(long, value_enum, default_value_t = Backend::Interp)]
+    backend: Backend,
+    /// The sandbox of PolkaVM's recompiler: PolkaVM's default (Linux's: a
+    /// worker process per instance), `linux`, or `generic` (in-process,
+    /// experimental; needs this crate's cargo feature `generic-sandbox`).
+    #[arg(long, value_enum, value_name = "KIND")]
+    polkavm_sandbox: Option<Sandbox>,
     /// Runs per engine and program (alternating between the engines).
     #[arg(long, default_value_t = 5)]
     runs: usize,
@@ -47,6 +60,38 @@ struct Args {
     markdown: bool,
 }
 
+/// The engines compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    /// Our interpreter and PolkaVM's.
+    Interp,
+    /// Our recompiler and PolkaVM's.
+    Jit,
+}
+
+/// PolkaVM's recompiler sandboxes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Sandbox {
+    Linux,
+    Generic,
+}
+
+impl Args {
+    /// PolkaVM's backend for these arguments.
+    fn polka_backend(&self) -> Result<polka::Backend, String> {
+        match (self.backend, self.polkavm_sandbox) {
+            (Backend::Interp, None) => Ok(polka::Backend::Interpreter),
+            (Backend::Interp, Some(_)) => {
+                Err("--polkavm-sandbox applies to --backend jit only".into())
+            }
+            (Backend::Jit, sandbox) => Ok(polka::Backend::Compiler(sandbox.map(|s| match s {
+                Sandbox::Linux => polkavm::SandboxKind::Linux,
+                Sandbox::Generic => polkavm::SandboxKind::Generic,
+            }))),
+        }
+    }
+}
+
 /// What one run computed; equal across runs and engines when all is well.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Observed {
@@ -64,8 +109,28 @@ pub enum Observed {
 /// One timed run.
 #[derive(Clone, Copy, Debug)]
 pub struct Sample {
+    /// Execution time.
     pub time: Duration,
+    /// Compiling and instantiating for this run (recompilers only).
+    pub setup: Option<Setup>,
     pub observed: Observed,
+}
+
+/// What a run spent before executing.
+///
+/// Ours: `compile` is decoding the code blob into a `Program` (naive gas
+/// model) plus generating native code (`codegen`,
+/// `JitInstance::compile_time`); `instantiate` is the rest of
+/// `JitInstance::new` (copying the `Program`, reserving the 4 GiB guest
+/// window and its page table) plus laying out Y's memory and copying it in
+/// (`pvm_std::jit::instance_with_memory`). PolkaVM: `compile` is `Module::from_blob`,
+/// `instantiate` is `Module::instantiate` plus making the argument area
+/// inaccessible (`set_accessible_aux_size(0)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Setup {
+    pub compile: Duration,
+    pub codegen: Option<Duration>,
+    pub instantiate: Duration,
 }
 
 /// A program loaded into one engine, ready to run on a fresh machine.
@@ -149,6 +214,21 @@ struct Row {
     problems: Vec<String>,
     /// A failure to load, compile or run the program.
     error: Option<String>,
+    /// How long creating PolkaVM's engine took.
+    engine_time: Option<Duration>,
+}
+
+impl Row {
+    fn failed(name: &str, error: String) -> Row {
+        Row {
+            name: name.to_string(),
+            ours: Vec::new(),
+            polka: Vec::new(),
+            problems: Vec::new(),
+            error: Some(error),
+            engine_time: None,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -201,20 +281,14 @@ fn run(args: &Args) -> Result<Outcome, String> {
             programs.display()
         ));
     }
-    let polka = polka::Polka::new()?;
+    let backend = args.polka_backend()?;
 
     let mut rows = Vec::new();
     for spec in &specs {
         eprintln!("{}: loading", spec.name);
-        let row = match bench_program(args, &polka, &programs, spec) {
+        let row = match bench_program(args, backend, &programs, spec) {
             Ok(row) => row,
-            Err(e) => Row {
-                name: spec.name.to_string(),
-                ours: Vec::new(),
-                polka: Vec::new(),
-                problems: Vec::new(),
-                error: Some(e),
-            },
+            Err(e) => Row::failed(spec.name, e),
         };
         for p in row.error.iter().chain(&row.problems) {
             eprintln!("{}: {p}", row.name);
@@ -233,16 +307,25 @@ fn run(args: &Args) -> Result<Outcome, String> {
 }
 
 /// Loads `spec` into both engines, runs it alternately and checks results.
+/// PolkaVM gets a new engine per program, so that the first instance of
+/// each program on its recompiler starts a new sandbox worker.
 fn bench_program(
     args: &Args,
-    polka: &polka::Polka,
+    backend: polka::Backend,
     programs: &Path,
     spec: &Spec,
 ) -> Result<Row, String> {
     let path = programs.join(spec.file);
+    let polka = polka::Polka::new(backend)?;
+    let engine_time = polka.engine_time;
+    let jit = args.backend == Backend::Jit;
     let (mut ours, mut theirs): (Box<dyn Runner>, Box<dyn Runner>) = match spec.kind {
         Kind::C { a0, .. } => (
-            Box::new(ours::CBench::load(&path, a0)?),
+            if jit {
+                Box::new(ours::JitCBench::load(&path, a0)?)
+            } else {
+                Box::new(ours::CBench::load(&path, a0)?)
+            },
             Box::new(polka::CBench::load(polka, &path, a0)?),
         ),
         Kind::Doom => {
@@ -253,8 +336,17 @@ fn bench_program(
                     args.wad.display()
                 )
             })?;
+            let ours: Box<dyn Runner> = if jit {
+                Box::new(ours::JitDoomBench::load(
+                    &path,
+                    wad.clone(),
+                    args.doom_ticks,
+                )?)
+            } else {
+                Box::new(ours::DoomBench::load(&path, wad.clone(), args.doom_ticks)?)
+            };
             (
-                Box::new(ours::DoomBench::load(&path, wad.clone(), args.doom_ticks)?),
+                ours,
                 Box::new(polka::DoomBench::load(polka, &path, wad, args.doom_ticks)?),
             )
         }
@@ -266,6 +358,7 @@ fn bench_program(
         polka: Vec::new(),
         problems: Vec::new(),
         error: None,
+        engine_time: jit.then_some(engine_time),
     };
     'runs: for i in 1..=args.runs {
         for (engine, runner, samples) in [
@@ -274,8 +367,15 @@ fn bench_program(
         ] {
             match runner.run_once() {
                 Ok(s) => {
+                    let setup = s.setup.map_or(String::new(), |u| {
+                        format!(
+                            " (compile {:.2} ms, instantiate {:.2} ms)",
+                            ms(u.compile),
+                            ms(u.instantiate)
+                        )
+                    });
                     eprintln!(
-                        "{}: run {i}/{}: {engine:<7} {:>10.1} ms",
+                        "{}: run {i}/{}: {engine:<7} {:>10.1} ms{setup}",
                         spec.name,
                         args.runs,
                         ms(s.time)
@@ -381,40 +481,129 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Median time in ms.
-fn median_ms(samples: &[Sample]) -> Option<f64> {
-    let mut t: Vec<f64> = samples.iter().map(|s| ms(s.time)).collect();
-    t.sort_by(f64::total_cmp);
-    let n = t.len();
+/// The median of `v`.
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
     match n {
         0 => None,
-        _ if n % 2 == 1 => Some(t[n / 2]),
-        _ => Some((t[n / 2 - 1] + t[n / 2]) / 2.0),
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
     }
 }
 
-/// The results table and, below it, every run's time.
+/// Median execution time in ms.
+fn median_ms(samples: &[Sample]) -> Option<f64> {
+    median(samples.iter().map(|s| ms(s.time)).collect())
+}
+
+/// One engine's compile and instantiate times on one program, in ms.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct SetupStats {
+    /// Median compile time.
+    compile: f64,
+    /// Median code generation time, when the engine tells it apart.
+    codegen: Option<f64>,
+    /// The first run's instantiate time.
+    first_instantiate: f64,
+    /// Median instantiate time of the other runs.
+    later_instantiate: Option<f64>,
+}
+
+/// The setup statistics of `samples` (in run order), if every run has them.
+fn setup_stats(samples: &[Sample]) -> Option<SetupStats> {
+    let setups: Vec<Setup> = samples.iter().map(|s| s.setup).collect::<Option<_>>()?;
+    let first = setups.first()?;
+    let codegen = setups
+        .iter()
+        .map(|u| u.codegen.map(ms))
+        .collect::<Option<Vec<f64>>>()
+        .and_then(median);
+    Some(SetupStats {
+        compile: median(setups.iter().map(|u| ms(u.compile)).collect())?,
+        codegen,
+        first_instantiate: ms(first.instantiate),
+        later_instantiate: median(setups[1..].iter().map(|u| ms(u.instantiate)).collect()),
+    })
+}
+
+/// `a / b` with two decimals, or "-".
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "-".to_string(),
+    }
+}
+
+/// A time in ms with `decimals` decimals, or "-".
+fn fmt_ms(m: Option<f64>, decimals: usize) -> String {
+    m.map_or("-".to_string(), |m| format!("{m:.decimals$}"))
+}
+
+/// Appends a table, as Markdown or as aligned text; `right[i]` right-aligns
+/// column i (numbers).
+fn table(out: &mut String, markdown: bool, header: &[&str], right: &[bool], lines: &[Vec<String>]) {
+    if markdown {
+        let _ = writeln!(out, "| {} |", header.join(" | "));
+        let rule: Vec<&str> = right
+            .iter()
+            .map(|&r| if r { "---:" } else { "---" })
+            .collect();
+        let _ = writeln!(out, "|{}|", rule.join("|"));
+        for l in lines {
+            let cells: Vec<String> = l.iter().map(|c| c.replace('|', "\\|")).collect();
+            let _ = writeln!(out, "| {} |", cells.join(" | "));
+        }
+        return;
+    }
+    let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for l in lines {
+        for (w, c) in width.iter_mut().zip(l) {
+            *w = (*w).max(c.len());
+        }
+    }
+    let mut line = |cells: &[&str]| {
+        let mut s = String::new();
+        for ((c, &w), &r) in cells.iter().zip(&width).zip(right) {
+            if r {
+                let _ = write!(s, "{c:>w$}  ");
+            } else {
+                let _ = write!(s, "{c:<w$}  ");
+            }
+        }
+        let _ = writeln!(out, "{}", s.trim_end());
+    };
+    line(header);
+    for l in lines {
+        let cells: Vec<&str> = l.iter().map(String::as_str).collect();
+        line(&cells);
+    }
+}
+
+/// The results table, for the recompilers the compile and instantiate
+/// table, and below them every run's times.
 fn report(args: &Args, rows: &[Row]) -> String {
+    let jit = args.backend == Backend::Jit;
+    let (ours_head, polka_head) = if jit {
+        ("ours JIT ms (median)", "PolkaVM recompiler ms (median)")
+    } else {
+        ("ours ms (median)", "PolkaVM interp. ms (median)")
+    };
     let header = [
         "program",
-        "ours ms (median)",
-        "PolkaVM interp. ms (median)",
+        ours_head,
+        polka_head,
         "ours / PolkaVM",
         "results (both engines)",
         "agree",
     ];
-    let mut lines: Vec<[String; 6]> = Vec::new();
+    let title = |row: &Row| match SPECS.iter().find(|s| s.name == row.name).map(|s| s.kind) {
+        Some(Kind::C { a0, .. }) => format!("{} (a0={a0})", row.name),
+        _ => format!("{} (init + {} ticks)", row.name, args.doom_ticks),
+    };
+    let mut lines = Vec::new();
     for row in rows {
-        let title = match SPECS.iter().find(|s| s.name == row.name).map(|s| s.kind) {
-            Some(Kind::C { a0, .. }) => format!("{} (a0={a0})", row.name),
-            _ => format!("{} (init + {} ticks)", row.name, args.doom_ticks),
-        };
         let (o, p) = (median_ms(&row.ours), median_ms(&row.polka));
-        let fmt_ms = |m: Option<f64>| m.map_or("-".to_string(), |m| format!("{m:.1}"));
-        let ratio = match (o, p) {
-            (Some(o), Some(p)) if p > 0.0 => format!("{:.2}", o / p),
-            _ => "-".to_string(),
-        };
         let result = row
             .ours
             .first()
@@ -424,40 +613,59 @@ fn report(args: &Args, rows: &[Row]) -> String {
             None if row.problems.is_empty() => "yes".to_string(),
             None => format!("NO: {}", row.problems.join("; ")),
         };
-        lines.push([title, fmt_ms(o), fmt_ms(p), ratio, result, agree]);
+        lines.push(vec![
+            title(row),
+            fmt_ms(o, 1),
+            fmt_ms(p, 1),
+            ratio(o, p),
+            result,
+            agree,
+        ]);
     }
-
     let mut out = String::new();
-    if args.markdown {
-        let _ = writeln!(out, "| {} |", header.join(" | "));
-        let _ = writeln!(out, "|---|---:|---:|---:|---|---|");
-        for l in &lines {
-            let cells: Vec<String> = l.iter().map(|c| c.replace('|', "\\|")).collect();
-            let _ = writeln!(out, "| {} |", cells.join(" | "));
+    let right = [false, true, true, true, false, false];
+    table(&mut out, args.markdown, &header, &right, &lines);
+
+    if jit {
+        let header = [
+            "program",
+            "ours compile ms",
+            "of which codegen",
+            "PolkaVM compile ms",
+            "ours / PolkaVM",
+            "ours instantiate ms, 1st",
+            "later",
+            "PolkaVM instantiate ms, 1st",
+            "later",
+        ];
+        let mut lines = Vec::new();
+        for row in rows {
+            let (o, p) = (setup_stats(&row.ours), setup_stats(&row.polka));
+            lines.push(vec![
+                title(row),
+                fmt_ms(o.map(|o| o.compile), 2),
+                fmt_ms(o.and_then(|o| o.codegen), 2),
+                fmt_ms(p.map(|p| p.compile), 2),
+                ratio(o.map(|o| o.compile), p.map(|p| p.compile)),
+                fmt_ms(o.map(|o| o.first_instantiate), 2),
+                fmt_ms(o.and_then(|o| o.later_instantiate), 2),
+                fmt_ms(p.map(|p| p.first_instantiate), 2),
+                fmt_ms(p.and_then(|p| p.later_instantiate), 2),
+            ]);
         }
-    } else {
-        let mut width = header.map(str::len);
-        for l in &lines {
-            for (w, c) in width.iter_mut().zip(l) {
-                *w = (*w).max(c.len());
-            }
-        }
-        let mut line = |cells: [&str; 6]| {
-            let mut s = String::new();
-            for (i, (c, w)) in cells.iter().zip(width).enumerate() {
-                // Text left-aligned, numbers right-aligned.
-                if (1..=3).contains(&i) {
-                    let _ = write!(s, "{c:>w$}  ");
-                } else {
-                    let _ = write!(s, "{c:<w$}  ");
-                }
-            }
-            let _ = writeln!(out, "{}", s.trim_end());
-        };
-        line(header);
-        for l in &lines {
-            line([&l[0], &l[1], &l[2], &l[3], &l[4], &l[5]]);
-        }
+        let _ = writeln!(out);
+        let right = [false, true, true, true, true, true, true, true, true];
+        table(&mut out, args.markdown, &header, &right, &lines);
+        let _ = writeln!(out);
+        let engines: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.engine_time.map(|t| format!("{} {:.2}", r.name, ms(t))))
+            .collect();
+        let _ = writeln!(
+            out,
+            "Creating PolkaVM's engine (ms, one per program): {}",
+            engines.join(", ")
+        );
     }
 
     let _ = writeln!(out);
@@ -466,21 +674,33 @@ fn report(args: &Args, rows: &[Row]) -> String {
         "Every run (ms, in the order run; the engines alternate):"
     );
     let _ = writeln!(out);
+    let list = |t: Vec<Option<Duration>>, decimals: usize| {
+        let t: Vec<String> = t.iter().map(|t| fmt_ms(t.map(ms), decimals)).collect();
+        t.join(", ")
+    };
     for row in rows {
-        let list = |samples: &[Sample]| {
-            let t: Vec<String> = samples
-                .iter()
-                .map(|s| format!("{:.1}", ms(s.time)))
-                .collect();
-            t.join(", ")
-        };
+        let times = |s: &[Sample]| list(s.iter().map(|s| Some(s.time)).collect(), 1);
         let _ = writeln!(
             out,
             "- {}: ours [{}]; PolkaVM [{}]",
             row.name,
-            list(&row.ours),
-            list(&row.polka)
+            times(&row.ours),
+            times(&row.polka)
         );
+        if jit {
+            for (what, f) in [
+                ("compile", (|u: Setup| u.compile) as fn(Setup) -> Duration),
+                ("instantiate", |u: Setup| u.instantiate),
+            ] {
+                let setups = |s: &[Sample]| list(s.iter().map(|s| s.setup.map(f)).collect(), 2);
+                let _ = writeln!(
+                    out,
+                    "  - {what}: ours [{}]; PolkaVM [{}]",
+                    setups(&row.ours),
+                    setups(&row.polka)
+                );
+            }
+        }
     }
     out
 }
@@ -492,6 +712,7 @@ mod tests {
     fn sample(ms: u64, observed: Observed) -> Sample {
         Sample {
             time: Duration::from_millis(ms),
+            setup: None,
             observed,
         }
     }
@@ -531,6 +752,7 @@ mod tests {
             polka: polka.into_iter().map(|o| sample(1, o)).collect(),
             problems: Vec::new(),
             error: None,
+            engine_time: None,
         };
         assert!(check(&args(600), &spec, &row(vec![good; 2], vec![good; 2])).is_empty());
         let off = Observed::C {
@@ -561,8 +783,145 @@ mod tests {
             polka: vec![sample(1, short)],
             problems: Vec::new(),
             error: None,
+            engine_time: None,
         };
         assert!(check(&args(20), &spec, &row).is_empty());
         assert_eq!(check(&args(600), &spec, &row).len(), 2);
+    }
+
+    fn setup_sample(compile: u64, codegen: Option<u64>, instantiate: u64) -> Sample {
+        Sample {
+            time: Duration::from_millis(1),
+            setup: Some(Setup {
+                compile: Duration::from_millis(compile),
+                codegen: codegen.map(Duration::from_millis),
+                instantiate: Duration::from_millis(instantiate),
+            }),
+            observed: Observed::C { r7: 0, gas: 0 },
+        }
+    }
+
+    #[test]
+    fn setup_stats_split_first_and_later_instances() {
+        // PolkaVM-like: the first instance starts a worker process.
+        let polka = [
+            setup_sample(5, None, 100),
+            setup_sample(3, None, 1),
+            setup_sample(4, None, 3),
+            setup_sample(9, None, 2),
+        ];
+        assert_eq!(
+            setup_stats(&polka),
+            Some(SetupStats {
+                compile: 4.5,
+                codegen: None,
+                first_instantiate: 100.0,
+                later_instantiate: Some(2.0),
+            })
+        );
+        // Ours: code generation told apart; one run has no later instance.
+        let ours = [setup_sample(7, Some(6), 2)];
+        assert_eq!(
+            setup_stats(&ours),
+            Some(SetupStats {
+                compile: 7.0,
+                codegen: Some(6.0),
+                first_instantiate: 2.0,
+                later_instantiate: None,
+            })
+        );
+        // The interpreters measure no setup; nor does a mix.
+        let o = Observed::C { r7: 0, gas: 0 };
+        assert_eq!(setup_stats(&[sample(1, o)]), None);
+        assert_eq!(setup_stats(&[setup_sample(1, None, 1), sample(1, o)]), None);
+        assert_eq!(setup_stats(&[]), None);
+    }
+
+    #[test]
+    fn ratios_and_times() {
+        assert_eq!(ratio(Some(3.0), Some(2.0)), "1.50");
+        assert_eq!(ratio(Some(3.0), Some(0.0)), "-");
+        assert_eq!(ratio(None, Some(2.0)), "-");
+        assert_eq!(fmt_ms(Some(1.234), 2), "1.23");
+        assert_eq!(fmt_ms(None, 1), "-");
+    }
+
+    #[test]
+    fn backend_options() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["pvm-bench"];
+            argv.extend_from_slice(extra);
+            Args::parse_from(argv).polka_backend()
+        };
+        assert_eq!(parse(&[]), Ok(polka::Backend::Interpreter));
+        assert_eq!(
+            parse(&["--backend", "interp"]),
+            Ok(polka::Backend::Interpreter)
+        );
+        assert_eq!(
+            parse(&["--backend", "jit"]),
+            Ok(polka::Backend::Compiler(None))
+        );
+        assert_eq!(
+            parse(&["--backend", "jit", "--polkavm-sandbox", "generic"]),
+            Ok(polka::Backend::Compiler(Some(
+                polkavm::SandboxKind::Generic
+            )))
+        );
+        assert_eq!(
+            parse(&["--backend", "jit", "--polkavm-sandbox", "linux"]),
+            Ok(polka::Backend::Compiler(Some(polkavm::SandboxKind::Linux)))
+        );
+        assert!(parse(&["--polkavm-sandbox", "linux"]).is_err());
+        assert!(Args::try_parse_from(["pvm-bench", "--backend", "aot"]).is_err());
+    }
+
+    #[test]
+    fn tables() {
+        let lines = vec![vec!["a|b".to_string(), "1.5".to_string()]];
+        let mut md = String::new();
+        table(&mut md, true, &["name", "ms"], &[false, true], &lines);
+        assert_eq!(md, "| name | ms |\n|---|---:|\n| a\\|b | 1.5 |\n");
+        let mut text = String::new();
+        table(&mut text, false, &["name", "ms"], &[false, true], &lines);
+        assert_eq!(text, "name   ms\na|b   1.5\n");
+    }
+
+    #[test]
+    fn recompiler_report_has_setup_table() {
+        let good = Observed::C {
+            r7: 1_569_960,
+            gas: 414_483_563,
+        };
+        let mut ours = setup_sample(2, Some(1), 3);
+        ours.observed = good;
+        let mut theirs = setup_sample(1, None, 100);
+        theirs.observed = good;
+        let row = Row {
+            name: "prime_sieve".to_string(),
+            ours: vec![ours],
+            polka: vec![theirs],
+            problems: Vec::new(),
+            error: None,
+            engine_time: Some(Duration::from_millis(4)),
+        };
+        let jit = Args::parse_from(["pvm-bench", "--backend", "jit", "--markdown"]);
+        let out = report(&jit, std::slice::from_ref(&row));
+        assert!(out.contains("| ours JIT ms (median) |"), "{out}");
+        assert!(
+            out.contains(
+                "| prime_sieve (a0=20) | 2.00 | 1.00 | 1.00 | 2.00 | 3.00 | - | 100.00 | - |"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("prime_sieve 4.00"), "{out}");
+        assert!(
+            out.contains("  - instantiate: ours [3.00]; PolkaVM [100.00]"),
+            "{out}"
+        );
+        let interp = Args::parse_from(["pvm-bench", "--markdown"]);
+        let out = report(&interp, &[row]);
+        assert!(out.contains("PolkaVM interp. ms"), "{out}");
+        assert!(!out.contains("compile"), "{out}");
     }
 }

@@ -1,11 +1,12 @@
-//! Our interpreter (pvm-core) on the benchmark programs, under the naive gas
-//! model (one unit per instruction).
+//! Our interpreter (pvm-core) and our recompiler (pvm-jit) on the benchmark
+//! programs, under the naive gas model (one unit per instruction).
 
-use crate::{Observed, Runner, Sample};
-use pvm_core::{Exit, FlatMemory, Profile, Program, Vm, HALT_ADDRESS};
-use pvm_std::doom::{self, DoomHost, STACK_TOP};
+use crate::{Observed, Runner, Sample, Setup};
+use pvm_core::{Exit, FlatMemory, Profile, Program, StandardProgram, Vm, HALT_ADDRESS};
+use pvm_jit::JitInstance;
+use pvm_std::doom::{self, DoomHost, HostMachine, STACK_TOP};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Gas for one run of a C benchmark: far more than any of them needs.
 const GAS: u64 = u64::MAX / 2;
@@ -44,24 +45,40 @@ impl CBench {
 impl Runner for CBench {
     fn run_once(&mut self) -> Result<Sample, String> {
         let mut vm = Vm::new(&self.program, self.memory.clone(), 0, GAS);
-        // The programs' calling convention: zero registers but ra, sp, a0.
-        *vm.regs_mut() = [0; 13];
-        vm.set_reg(0, u64::from(HALT_ADDRESS));
-        vm.set_reg(1, STACK_TOP);
-        vm.set_reg(7, self.a0);
-        let start = Instant::now();
-        let exit = vm.run();
-        let time = start.elapsed();
-        match exit.map_err(|e| format!("ours: {e}"))? {
-            Exit::Halt => Ok(Sample {
-                time,
-                observed: Observed::C {
-                    r7: vm.reg(7),
-                    gas: GAS - vm.gas(),
-                },
-            }),
-            other => Err(format!("ours: ended with {other:?} at pc {}", vm.pc())),
-        }
+        let (time, observed) = call_bench(&mut vm, self.a0).map_err(|e| format!("ours: {e}"))?;
+        Ok(Sample {
+            time,
+            setup: None,
+            observed,
+        })
+    }
+}
+
+/// Calls `bench(a0)` at pc 0 on either of our machines under the programs'
+/// calling convention (zero registers but ra, sp, a0) and times it; the
+/// call must end with `halt`.
+fn call_bench(m: &mut impl HostMachine, a0: u64) -> Result<(Duration, Observed), String> {
+    for r in 0..13 {
+        m.set_reg(r, 0);
+    }
+    m.set_reg(0, u64::from(HALT_ADDRESS));
+    m.set_reg(1, STACK_TOP);
+    m.set_reg(7, a0);
+    m.set_pc(0);
+    m.set_gas(GAS);
+    m.set_gas_charged(false);
+    let start = Instant::now();
+    let exit = m.run();
+    let time = start.elapsed();
+    match exit.map_err(|e| e.to_string())? {
+        Exit::Halt => Ok((
+            time,
+            Observed::C {
+                r7: m.reg(7),
+                gas: GAS - m.gas(),
+            },
+        )),
+        other => Err(format!("ended with {other:?} at pc {}", m.pc())),
     }
 }
 
@@ -94,6 +111,145 @@ impl Runner for DoomBench {
             .map_err(|e| format!("ours: {e}"))?;
         Ok(Sample {
             time: summary.init_time + summary.ticks_time,
+            setup: None,
+            observed: Observed::Doom {
+                gas: summary.init_gas + summary.ticks_gas,
+                frames: summary.frames,
+                last_frame_hash: summary.last_frame_hash,
+            },
+        })
+    }
+}
+
+/// A standard program for our recompiler. Every run starts from the bytes:
+/// decode and validate the code blob into a [`Program`] with the naive gas
+/// model and generate its native code (the compile time); lay out Y's
+/// memory, reserve the instance's guest window and copy the memory in (the
+/// instantiate time). [`JitInstance::new`] generates the code, then copies
+/// the `Program` and reserves the window; [`JitInstance::compile_time`]
+/// tells the parts apart.
+#[derive(Debug)]
+struct JitProgram {
+    std_program: StandardProgram,
+}
+
+impl JitProgram {
+    fn load(path: &Path) -> Result<Self, String> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("ours: cannot read {}: {e}", path.display()))?;
+        let std_program =
+            StandardProgram::parse(&bytes).map_err(|e| format!("ours: {}: {e}", path.display()))?;
+        if !pvm_jit::is_available() {
+            return Err(
+                "ours: no recompiler here (it needs Linux x86-64, the `recompiler` feature \
+                 and an x86-64-v3 CPU)"
+                    .into(),
+            );
+        }
+        let jit = JitProgram { std_program };
+        // Fail at load on a bad program. No instance yet: the first run's
+        // is the program's first.
+        jit.program()?;
+        Ok(jit)
+    }
+
+    /// The code blob decoded and validated, with the naive gas model.
+    fn program(&self) -> Result<Program, String> {
+        let mut program = Program::from_bytes(&self.std_program.code, Profile::V0_8)
+            .map_err(|e| format!("ours: {e}"))?;
+        program
+            .set_gas_model(&pvm_core::gas::Naive)
+            .map_err(|e| format!("ours: naive gas model: {e}"))?;
+        Ok(program)
+    }
+
+    /// A fresh instance ready to call, and what setting it up took.
+    fn instance(&self) -> Result<(JitInstance, Setup), String> {
+        let start = Instant::now();
+        let program = self.program()?;
+        let decode = start.elapsed();
+
+        // Y's memory, then compile and copy it in.
+        let start = Instant::now();
+        let initial = self
+            .std_program
+            .initialize::<FlatMemory>(&[])
+            .map_err(|e| format!("ours: Y: {e}"))?;
+        let jit = pvm_std::jit::instance_with_memory(&program, &initial.memory)
+            .map_err(|e| format!("ours: JIT: {e}"))?;
+        let total = start.elapsed();
+        let codegen = jit.compile_time();
+        drop((program, initial));
+
+        Ok((
+            jit,
+            Setup {
+                compile: decode + codegen,
+                codegen: Some(codegen),
+                // Y, reserving the 4 GiB window, mapping and filling pages.
+                instantiate: total.saturating_sub(codegen),
+            },
+        ))
+    }
+}
+
+/// A C benchmark on our recompiler: one call of `bench(a0)` at pc 0.
+#[derive(Debug)]
+pub struct JitCBench {
+    program: JitProgram,
+    a0: u64,
+}
+
+impl JitCBench {
+    pub fn load(path: &Path, a0: u64) -> Result<Self, String> {
+        Ok(JitCBench {
+            program: JitProgram::load(path)?,
+            a0,
+        })
+    }
+}
+
+impl Runner for JitCBench {
+    fn run_once(&mut self) -> Result<Sample, String> {
+        let (mut jit, setup) = self.program.instance()?;
+        let (time, observed) =
+            call_bench(&mut jit, self.a0).map_err(|e| format!("ours: JIT: {e}"))?;
+        Ok(Sample {
+            time,
+            setup: Some(setup),
+            observed,
+        })
+    }
+}
+
+/// DOOM on our recompiler: `ext_initialize` then `ticks` × `ext_tick`.
+#[derive(Debug)]
+pub struct JitDoomBench {
+    program: JitProgram,
+    wad: Vec<u8>,
+    ticks: u64,
+}
+
+impl JitDoomBench {
+    pub fn load(path: &Path, wad: Vec<u8>, ticks: u64) -> Result<Self, String> {
+        Ok(JitDoomBench {
+            program: JitProgram::load(path)?,
+            wad,
+            ticks,
+        })
+    }
+}
+
+impl Runner for JitDoomBench {
+    fn run_once(&mut self) -> Result<Sample, String> {
+        let (mut jit, setup) = self.program.instance()?;
+        let mut host = DoomHost::new(self.wad.clone());
+        // `run_on` times the calls themselves.
+        let summary =
+            doom::run_on(&mut jit, &mut host, self.ticks).map_err(|e| format!("ours: JIT: {e}"))?;
+        Ok(Sample {
+            time: summary.init_time + summary.ticks_time,
+            setup: Some(setup),
             observed: Observed::Doom {
                 gas: summary.init_gas + summary.ticks_gas,
                 frames: summary.frames,

@@ -1,4 +1,5 @@
-//! PolkaVM's interpreter (crate `polkavm` 0.37) on the benchmark programs.
+//! PolkaVM (crate `polkavm` 0.37) on the benchmark programs: its interpreter
+//! or its recompiler (the compiler backend).
 //!
 //! A GP standard program is turned into a `ProgramBlob` of instruction set
 //! `JamV1` (GP 0.8.0 numbering): its code blob `c` (jump table, code,
@@ -8,65 +9,107 @@
 //! ending at 2^32 − 2·Z_Z − Z_I, provided the auxiliary data region (where
 //! Y puts the arguments) is Z_I = 16 MiB long; we make it inaccessible, as
 //! Y does for empty arguments. Gas metering is synchronous under PolkaVM's
-//! default naive cost model: one unit per instruction.
+//! default naive cost model: one unit per instruction. The memory map is
+//! static (no dynamic paging), which both backends support and which the
+//! recompiler needs for `set_accessible_aux_size`.
+//!
+//! The recompiler runs guest code in a sandbox: by default the Linux one, a
+//! worker process per instance (spawned from a zygote into new namespaces
+//! under seccomp), or the generic in-process one (cargo feature
+//! `generic-sandbox`, experimental). A dropped instance's Linux worker is
+//! kept for reuse (up to the engine's worker count, 2) in a cache of the
+//! CPU core it runs on; a later instance reuses it if PolkaVM picks that
+//! core again for its worker, which depends on the core the calling thread
+//! is on at that moment; otherwise it spawns a new worker. Each runner owns
+//! its engine, so a program's first instance always starts a new worker.
 
-use crate::{Observed, Runner, Sample};
+use crate::{Observed, Runner, Sample, Setup};
 use polkavm::program::InstructionSetKind;
 use polkavm::{
     ArcBytes, BackendKind, Config, Engine, GasMeteringKind, InterruptKind, Module, ModuleConfig,
-    ProgramBlob, ProgramCounter, ProgramParts, RawInstance, Reg,
+    ProgramBlob, ProgramCounter, ProgramParts, RawInstance, Reg, SandboxKind,
 };
 use pvm_core::standard::{MAX_ARGS, STACK_TOP};
 use pvm_core::{StandardProgram, HALT_ADDRESS, PAGE_SIZE};
 use pvm_std::doom::{fnv1a64, ENTRY_INITIALIZE, ENTRY_TICK};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Gas for one call: far more than any of them needs.
 const GAS: i64 = i64::MAX / 2;
 
-/// PolkaVM's engine, forced to its interpreter.
+/// Which PolkaVM backend, and for the recompiler which sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Interpreter,
+    /// The recompiler; `None` is PolkaVM's default sandbox (Linux's).
+    Compiler(Option<SandboxKind>),
+}
+
+/// PolkaVM's engine, forced to the chosen backend.
 pub struct Polka {
     engine: Engine,
+    backend: Backend,
+    /// How long `Engine::new` took.
+    pub engine_time: Duration,
 }
 
 impl std::fmt::Debug for Polka {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Polka").finish_non_exhaustive()
+        f.debug_struct("Polka")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
 impl Polka {
-    pub fn new() -> Result<Self, String> {
+    pub fn new(backend: Backend) -> Result<Self, String> {
         let mut config = Config::new();
-        config.set_backend(Some(BackendKind::Interpreter));
+        // Compile every module anew (no module cache), so compile times are
+        // real; the cache needs a cargo feature we do not enable anyway.
+        config.set_cache_enabled(false);
+        let kind = match backend {
+            Backend::Interpreter => BackendKind::Interpreter,
+            Backend::Compiler(sandbox) => {
+                config.set_sandbox(sandbox);
+                // The generic sandbox is experimental: PolkaVM refuses it
+                // without this.
+                if sandbox == Some(SandboxKind::Generic) {
+                    config.set_allow_experimental(true);
+                }
+                BackendKind::Compiler
+            }
+        };
+        config.set_backend(Some(kind));
+        let start = Instant::now();
         let engine =
             Engine::new(&config).map_err(|e| format!("PolkaVM: cannot create the engine: {e}"))?;
-        if engine.backend() != BackendKind::Interpreter {
+        let engine_time = start.elapsed();
+        if engine.backend() != kind {
             return Err(format!(
-                "PolkaVM: asked for the interpreter, got the {} backend",
+                "PolkaVM: asked for the {kind} backend, got the {} backend",
                 engine.backend()
             ));
         }
-        Ok(Polka { engine })
+        Ok(Polka {
+            engine,
+            backend,
+            engine_time,
+        })
     }
 
-    /// Reads a GP standard program and compiles it into a module.
-    pub fn module(&self, path: &Path) -> Result<Module, String> {
+    /// Reads a GP standard program as a PolkaVM blob and compiles it once,
+    /// checking its memory map against Y's.
+    pub fn load(&self, path: &Path) -> Result<(ProgramBlob, Module), String> {
         let bytes = std::fs::read(path)
             .map_err(|e| format!("PolkaVM: cannot read {}: {e}", path.display()))?;
         let std_program = StandardProgram::parse(&bytes)
             .map_err(|e| format!("PolkaVM: {}: {e}", path.display()))?;
         let blob =
             to_blob(&std_program).map_err(|e| format!("PolkaVM: {}: {e}", path.display()))?;
-        let mut config = ModuleConfig::new();
-        config.set_page_size(PAGE_SIZE);
-        config.set_aux_data_size(MAX_ARGS);
-        config.set_gas_metering(Some(GasMeteringKind::Sync));
-        config.set_dynamic_paging(false);
-        config.set_strict(false);
-        let module = Module::from_blob(&self.engine, &config, blob)
-            .map_err(|e| format!("PolkaVM: {}: {e}", path.display()))?;
+        let module = self
+            .module(&blob)
+            .map_err(|e| format!("{e} ({})", path.display()))?;
         let map = module.memory_map();
         if map.stack_address_high() != STACK_TOP {
             return Err(format!(
@@ -83,7 +126,68 @@ impl Polka {
                 std_program.heap_start()
             ));
         }
-        Ok(module)
+        Ok((blob, module))
+    }
+
+    /// Compiles a blob into a module (for the recompiler: to native code,
+    /// eagerly; the interpreter compiles lazily while it runs).
+    pub fn module(&self, blob: &ProgramBlob) -> Result<Module, String> {
+        let mut config = ModuleConfig::new();
+        config.set_page_size(PAGE_SIZE);
+        config.set_aux_data_size(MAX_ARGS);
+        config.set_gas_metering(Some(GasMeteringKind::Sync));
+        config.set_dynamic_paging(false);
+        config.set_strict(false);
+        config.set_cache_by_hash(false);
+        Module::from_blob(&self.engine, &config, blob.clone()).map_err(|e| format!("PolkaVM: {e}"))
+    }
+}
+
+/// A program on one engine: compiled once at load for the interpreter (as
+/// issue 3's comparison did), anew for every run for the recompiler (so
+/// its compile time is measured every run).
+struct Loaded {
+    polka: Polka,
+    blob: ProgramBlob,
+    module: Option<Module>,
+}
+
+impl Loaded {
+    fn new(polka: Polka, path: &Path) -> Result<Self, String> {
+        let (blob, module) = polka.load(path)?;
+        let module = match polka.backend {
+            Backend::Interpreter => Some(module),
+            // Compiled anew every run; this first compile (not timed) only
+            // checked the memory map.
+            Backend::Compiler(_) => None,
+        };
+        Ok(Loaded {
+            polka,
+            blob,
+            module,
+        })
+    }
+
+    /// A fresh instance, with the compile and instantiate times when the
+    /// module was compiled for it.
+    fn instance(&self) -> Result<(RawInstance, Option<Setup>), String> {
+        if let Some(module) = &self.module {
+            return Ok((instantiate(module)?, None));
+        }
+        let start = Instant::now();
+        let module = self.polka.module(&self.blob)?;
+        let compile = start.elapsed();
+        let start = Instant::now();
+        let instance = instantiate(&module)?;
+        let instantiate = start.elapsed();
+        Ok((
+            instance,
+            Some(Setup {
+                compile,
+                codegen: None,
+                instantiate,
+            }),
+        ))
     }
 }
 
@@ -166,7 +270,7 @@ fn call(
 
 /// A C benchmark: one call of `bench(a0)` at pc 0.
 pub struct CBench {
-    module: Module,
+    loaded: Loaded,
     a0: u64,
 }
 
@@ -177,9 +281,9 @@ impl std::fmt::Debug for CBench {
 }
 
 impl CBench {
-    pub fn load(polka: &Polka, path: &Path, a0: u64) -> Result<Self, String> {
+    pub fn load(polka: Polka, path: &Path, a0: u64) -> Result<Self, String> {
         Ok(CBench {
-            module: polka.module(path)?,
+            loaded: Loaded::new(polka, path)?,
             a0,
         })
     }
@@ -187,12 +291,13 @@ impl CBench {
 
 impl Runner for CBench {
     fn run_once(&mut self) -> Result<Sample, String> {
-        let mut instance = instantiate(&self.module)?;
+        let (mut instance, setup) = self.loaded.instance()?;
         let start = Instant::now();
         let gas = call(&mut instance, &mut NoHost, 0, self.a0);
         let time = start.elapsed();
         Ok(Sample {
             time,
+            setup,
             observed: Observed::C {
                 r7: instance.reg(Reg::A0),
                 gas: gas?,
@@ -270,7 +375,7 @@ impl PolkaHost for DoomHost<'_> {
 
 /// DOOM: `ext_initialize` then `ticks` × `ext_tick`.
 pub struct DoomBench {
-    module: Module,
+    loaded: Loaded,
     wad: Vec<u8>,
     ticks: u64,
 }
@@ -284,9 +389,9 @@ impl std::fmt::Debug for DoomBench {
 }
 
 impl DoomBench {
-    pub fn load(polka: &Polka, path: &Path, wad: Vec<u8>, ticks: u64) -> Result<Self, String> {
+    pub fn load(polka: Polka, path: &Path, wad: Vec<u8>, ticks: u64) -> Result<Self, String> {
         Ok(DoomBench {
-            module: polka.module(path)?,
+            loaded: Loaded::new(polka, path)?,
             wad,
             ticks,
         })
@@ -295,7 +400,7 @@ impl DoomBench {
 
 impl Runner for DoomBench {
     fn run_once(&mut self) -> Result<Sample, String> {
-        let mut instance = instantiate(&self.module)?;
+        let (mut instance, setup) = self.loaded.instance()?;
         let mut host = DoomHost {
             wad: &self.wad,
             frames: 0,
@@ -316,6 +421,7 @@ impl Runner for DoomBench {
         drop((host.last_frame.take(), std::mem::take(&mut host.stdout)));
         Ok(Sample {
             time,
+            setup,
             observed: Observed::Doom {
                 gas,
                 frames: host.frames,
