@@ -222,8 +222,34 @@ impl Program {
         Program::new(Blob::parse(bytes)?, profile)
     }
 
-    /// Validates and pre-decodes `blob` under `profile`.
+    /// As [`from_bytes`](Program::from_bytes), with block costs from `model`
+    /// (computed once, instead of the profile's default then `model`'s).
+    pub fn from_bytes_with_gas_model(
+        bytes: &[u8],
+        profile: Profile,
+        model: &dyn GasModel,
+    ) -> Result<Program, Error> {
+        Program::with_gas_model(Blob::parse(bytes)?, profile, model)
+    }
+
+    /// Validates and pre-decodes `blob` under `profile`, with the profile's
+    /// default gas model: GP 0.8.0's pipeline model under 0.8, one per
+    /// instruction (charged per block) under 0.7.
     pub fn new(blob: Blob, profile: Profile) -> Result<Program, Error> {
+        let model: &dyn GasModel = match profile {
+            Profile::V0_8 => &crate::gas::Pipeline,
+            Profile::V0_7 => &crate::gas::Naive,
+        };
+        Program::with_gas_model(blob, profile, model)
+    }
+
+    /// Validates and pre-decodes `blob` under `profile`, with block costs
+    /// from `model`.
+    pub fn with_gas_model(
+        blob: Blob,
+        profile: Profile,
+        model: &dyn GasModel,
+    ) -> Result<Program, Error> {
         let n = blob.code.len();
         if blob.bitmask.len() != n.div_ceil(8) {
             return Err(Error::OutOfRange {
@@ -339,12 +365,6 @@ impl Program {
         block_starts.push(count as u32);
         program.block_of = block_of;
         program.block_starts = block_starts;
-        // Default gas model: GP 0.8.0's pipeline model under 0.8, one per
-        // instruction (charged per block) under 0.7.
-        let model: &dyn GasModel = match profile {
-            Profile::V0_8 => &crate::gas::Pipeline,
-            Profile::V0_7 => &crate::gas::Naive,
-        };
         program.block_costs = (0..program.block_count())
             .map(|b| model.block_cost(&program, b))
             .collect::<Result<_, _>>()?;
@@ -536,6 +556,32 @@ fn validate_v0_8(blob: &Blob) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gas_model_at_construction_equals_setting_it_after() {
+        // A block of three instructions and one of one: costs differ
+        // between the pipeline model and the naive one.
+        let bytes = crate::asm::assemble(
+            "load_imm r7, 1\nadd_64 r8, r7, r7\njump next\nnext:\ntrap\n",
+            Profile::V0_8,
+        )
+        .unwrap();
+        let mut after = Program::from_bytes(&bytes, Profile::V0_8).unwrap();
+        let default_costs: Vec<u64> = (0..after.block_count())
+            .map(|b| after.block_cost(b))
+            .collect();
+        after.set_gas_model(&crate::gas::Naive).unwrap();
+        let at =
+            Program::from_bytes_with_gas_model(&bytes, Profile::V0_8, &crate::gas::Naive).unwrap();
+        let costs = |p: &Program| {
+            (0..p.block_count())
+                .map(|b| p.block_cost(b))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(costs(&at), costs(&after));
+        assert_eq!(costs(&at), vec![3, 1]);
+        assert_ne!(default_costs, costs(&at));
+    }
     use alloc::vec;
 
     fn blob(code: &[u8], starts: &[usize]) -> Vec<u8> {

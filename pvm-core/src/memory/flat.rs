@@ -252,6 +252,55 @@ impl Memory for FlatMemory {
         // Pages below 0x10000 are never accessible (GP: such accesses panic).
         let lo = first.max(LOW_LIMIT / PAGE_SIZE);
         let hi = first.saturating_add(count).min(1 << 20);
+        if lo >= hi {
+            return;
+        }
+        let fresh = !self
+            .regions
+            .iter()
+            .any(|r| r.first_page() < hi && r.end_page() > lo);
+        if access != Access::None && fresh {
+            // A run of new pages (how a loader maps): one region at once,
+            // joined with the regions that end at `lo` and start at `hi`.
+            let n = (hi - lo) as usize;
+            let mut r = match self.regions.iter().position(|x| x.end_page() == lo) {
+                Some(b) => {
+                    let mut prev = self.regions.swap_remove(b);
+                    prev.data
+                        .resize(prev.data.len() + n * PAGE_SIZE as usize, 0);
+                    prev.access.resize(prev.access.len() + n, access);
+                    prev.writable &= access == Access::Write;
+                    prev
+                }
+                None => Region {
+                    base: lo * PAGE_SIZE,
+                    data: alloc::vec![0u8; n * PAGE_SIZE as usize],
+                    access: alloc::vec![access; n],
+                    writable: access == Access::Write,
+                },
+            };
+            if let Some(a) = self.regions.iter().position(|x| x.first_page() == hi) {
+                let next = self.regions.swap_remove(a);
+                r.data.extend_from_slice(&next.data);
+                r.access.extend_from_slice(&next.access);
+                r.writable &= next.writable;
+            }
+            self.regions.push(r);
+            return;
+        }
+        if access != Access::None {
+            if let Some(r) = self
+                .regions
+                .iter_mut()
+                .find(|r| r.first_page() <= lo && hi <= r.end_page())
+            {
+                // Inside one region (how a loader seals pages it filled).
+                let k = (lo - r.first_page()) as usize;
+                r.access[k..k + (hi - lo) as usize].fill(access);
+                r.refresh();
+                return;
+            }
+        }
         for page in lo..hi {
             self.set_page(page, access);
         }

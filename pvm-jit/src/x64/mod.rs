@@ -227,7 +227,7 @@ impl GuestMemory {
             // Natively closed pages: copy through `with_page`.
             for k in 0..n {
                 let bytes = &data[k as usize * page..(k as usize + 1) * page];
-                if bytes.iter().any(|&b| b != 0) {
+                if !is_zero(bytes) {
                     self.with_page(first + k, |b| b.copy_from_slice(bytes));
                 }
             }
@@ -235,7 +235,7 @@ impl GuestMemory {
             for k in 0..n as usize {
                 let bytes = &data[k * page..(k + 1) * page];
                 // Zero pages are left alone: they read as zero uncommitted.
-                if bytes.iter().any(|&b| b != 0) {
+                if !is_zero(bytes) {
                     // SAFETY: the page is inside our reservation and was just
                     // made read-write; no guest code runs meanwhile.
                     unsafe {
@@ -400,6 +400,12 @@ extern "sysv64" fn sbrk_helper(ctx: *mut Ctx, size: u64) -> u64 {
         mem.set_access_impl(first_page, end_page - first_page, Access::Write);
     }
     u64::from(old)
+}
+
+/// Whether every byte of `bytes` is zero (eight at a time).
+fn is_zero(bytes: &[u8]) -> bool {
+    let mut words = bytes.chunks_exact(8);
+    words.all(|w| w == [0u8; 8]) && words.remainder().iter().all(|&b| b == 0)
 }
 
 /// Whether the CPU has what generated code uses beyond x86-64's baseline.
