@@ -173,6 +173,21 @@ impl Blob {
     }
 }
 
+/// A static control transfer, as [`Program::transfer`] resolves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transfer {
+    /// Not a static jump, branch or `fallthrough`.
+    None,
+    /// Panics at this instruction, with no effect, whatever its operands.
+    Panic,
+    /// Continues at this instruction index when taken (always, for a jump).
+    To(usize),
+    /// Panics at this instruction when taken: a 0.7 branch to a target
+    /// outside ϖ (its fall-through still continues), or a `load_imm_jump`
+    /// (after writing its register).
+    PanicWhenTaken,
+}
+
 /// Per-instruction flags of a [`Program`].
 pub(crate) mod flags {
     /// In ϖ: a valid jump target.
@@ -502,6 +517,35 @@ impl Program {
     /// is not in ϖ resolves to `INVALID_TARGET` (it always panics).
     pub fn static_target(&self, idx: usize) -> u32 {
         self.targets[idx]
+    }
+
+    /// What the static jump, branch or `fallthrough` at `idx` does once the
+    /// profile's rules for targets outside ϖ are applied: the one answer
+    /// every backend lowers.
+    pub fn transfer(&self, idx: usize) -> Transfer {
+        let inst = self.insts[idx];
+        let branch = match inst {
+            Instruction::Jump(_) | Instruction::Fallthrough(_) | Instruction::LoadImmJump(_) => {
+                false
+            }
+            _ => match inst.args() {
+                Args::RegImmOffset(_) | Args::TwoRegOffset(_) => true,
+                _ => return Transfer::None,
+            },
+        };
+        let t = self.targets[idx];
+        if t != INVALID_TARGET {
+            return Transfer::To(t as usize);
+        }
+        match inst {
+            // The register is written, then the jump panics.
+            Instruction::LoadImmJump(_) => Transfer::PanicWhenTaken,
+            // GP 0.7: a branch panics only if taken. GP 0.8 resolved a branch
+            // whose target *or* fall-through is not in ϖ to invalid: it
+            // panics either way.
+            _ if branch && self.profile == Profile::V0_7 => Transfer::PanicWhenTaken,
+            _ => Transfer::Panic,
+        }
     }
 
     /// The jump table resolved to instruction indices ([`INVALID_TARGET`]

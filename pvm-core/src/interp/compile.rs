@@ -11,7 +11,7 @@
 //! handlers.
 
 use crate::isa::*;
-use crate::program::{flags, Program, INVALID_TARGET};
+use crate::program::{flags, Program, Transfer, INVALID_TARGET};
 use alloc::vec::Vec;
 
 /// The always-zero register used as the base of absolute addresses.
@@ -248,16 +248,14 @@ pub(crate) fn compile(p: &Program) -> Compiled {
         } else {
             lower(&p.insts[i], target, p.profile())
         };
-        let static_jump = is_branch(op.h) || matches!(op.h, H::Jump | H::LoadImmJump);
-        if static_jump && op.z == INVALID_TARGET {
-            if op.h == H::Jump || (is_branch(op.h) && p.profile() == Profile::V0_8) {
-                // Always panics: a jump to a non-block, or (0.8) a branch whose
-                // target or fall-through is not in ϖ, taken or not.
-                op = Op::new(H::Trap);
-            } else {
-                // load_imm_jump writes its register first; a 0.7 branch panics
-                // only when taken. Both jump to a stub that panics at this pc.
-                stubs.push((i, pc));
+        if !implicit {
+            match p.transfer(i) {
+                // A jump to a non-block, or (0.8) a branch whose target or
+                // fall-through is not in ϖ, taken or not.
+                Transfer::Panic => op = Op::new(H::Trap),
+                // Jump to a stub that panics at this pc.
+                Transfer::PanicWhenTaken => stubs.push((i, pc)),
+                Transfer::None | Transfer::To(_) => {}
             }
         }
         c.ops.push(op);
@@ -274,28 +272,6 @@ pub(crate) fn compile(p: &Program) -> Compiled {
     }
     c.set_costs(&p.block_starts, &p.block_costs);
     c
-}
-
-fn is_branch(h: H) -> bool {
-    matches!(
-        h,
-        H::BranchEqImm
-            | H::BranchNeImm
-            | H::BranchLtUImm
-            | H::BranchLeUImm
-            | H::BranchGeUImm
-            | H::BranchGtUImm
-            | H::BranchLtSImm
-            | H::BranchLeSImm
-            | H::BranchGeSImm
-            | H::BranchGtSImm
-            | H::BranchEq
-            | H::BranchNe
-            | H::BranchLtU
-            | H::BranchLtS
-            | H::BranchGeU
-            | H::BranchGeS
-    )
 }
 
 /// Lowers one instruction; `target` is its resolved static target op.

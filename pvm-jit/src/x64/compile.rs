@@ -39,7 +39,7 @@ use core::mem::{offset_of, size_of};
 use dynasmrt::{dynasm, x64::Assembler, AssemblyOffset, DynamicLabel, DynasmApi, DynasmLabelApi};
 use pvm_core::isa::Instruction as I;
 use pvm_core::program::INVALID_TARGET;
-use pvm_core::{Error, Profile, Program};
+use pvm_core::{Error, Program, Transfer};
 
 /// The compiled code and what the runtime needs to find its way in it.
 pub(super) struct Code {
@@ -428,13 +428,15 @@ impl Emitter<'_> {
         Ok(())
     }
 
-    /// A static jump of the current instruction: to `target`, or a panic.
-    fn jump(&mut self, target: u32) -> Result<(), Error> {
-        if target == INVALID_TARGET {
-            self.panic(self.cur);
-            Ok(())
-        } else {
-            self.goto(target as usize)
+    /// The static jump of the current instruction: to its target, or a
+    /// panic (see [`Program::transfer`]).
+    fn jump(&mut self) -> Result<(), Error> {
+        match self.p.transfer(self.cur) {
+            Transfer::To(t) => self.goto(t),
+            _ => {
+                self.panic(self.cur);
+                Ok(())
+            }
         }
     }
 
@@ -960,25 +962,23 @@ impl Emitter<'_> {
 
     /// A conditional branch `if reg[a] CC y goto target else goto i + 1`.
     fn branch(&mut self, i: usize, a: u8, y: Src, cc: Cc) -> Result<(), Error> {
-        let target = self.p.static_target(i);
-        if target == INVALID_TARGET && self.p.profile() == Profile::V0_8 {
-            // 0.8: a branch with an invalid target or fall-through panics.
-            self.panic(i);
-            return Ok(());
-        }
+        let taken = match self.p.transfer(i) {
+            Transfer::To(t) => self.label(t)?,
+            Transfer::PanicWhenTaken => {
+                let l = self.a.new_dynamic_label();
+                self.panic_stubs.push((l, i as u32));
+                l
+            }
+            Transfer::Panic | Transfer::None => {
+                self.panic(i);
+                return Ok(());
+            }
+        };
         let ra = host(a);
         match y {
             Src::R(b) => dynasm!(self.a ; .arch x64 ; cmp Rq(ra), Rq(host(b))),
             Src::Imm(v) => dynasm!(self.a ; .arch x64 ; cmp Rq(ra), v as i32),
         }
-        let taken = if target == INVALID_TARGET {
-            // 0.7: only the taken path is invalid.
-            let l = self.a.new_dynamic_label();
-            self.panic_stubs.push((l, i as u32));
-            l
-        } else {
-            self.label(target as usize)?
-        };
         match cc {
             Cc::Eq => dynasm!(self.a ; .arch x64 ; je =>taken),
             Cc::Ne => dynasm!(self.a ; .arch x64 ; jne =>taken),
@@ -1005,7 +1005,7 @@ impl Emitter<'_> {
         use Bin::*;
         match inst {
             I::Trap(_) => self.panic(i),
-            I::Fallthrough(_) | I::Jump(_) => self.jump(p.static_target(i))?,
+            I::Fallthrough(_) | I::Jump(_) => self.jump()?,
             I::Unlikely(_) => {}
             I::Ecalli(x) => self.exit(i, exit_kind::HOST_CALL, x.imm),
             I::LoadImm64(x) => {
@@ -1042,7 +1042,7 @@ impl Emitter<'_> {
             I::LoadImmJump(x) => {
                 // The register is written even when the jump then panics.
                 self.load_to(host(r(x.a)), Src::Imm(x.imm));
-                self.jump(p.static_target(i))?;
+                self.jump()?;
             }
             I::BranchEqImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::Eq)?,
             I::BranchNeImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::Ne)?,
