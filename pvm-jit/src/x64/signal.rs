@@ -89,7 +89,15 @@ pub(super) fn install() -> Result<(), pvm_core::Error> {
                 let mut sa: libc::sigaction = core::mem::zeroed();
                 sa.sa_sigaction = handler as *const () as usize;
                 sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
-                libc::sigemptyset(&mut sa.sa_mask);
+                // Block every other signal while the handler runs: it may
+                // run on the thread's small alternate stack, which a host
+                // signal arriving meanwhile would otherwise share and could
+                // overflow (found by the sandbox tests: a guest fault, then
+                // SIGUSR1, then SIGALRM, on Rust's 8 KiB alternate stack).
+                // Faults stay deliverable for the handlers we chain to.
+                libc::sigfillset(&mut sa.sa_mask);
+                libc::sigdelset(&mut sa.sa_mask, libc::SIGSEGV);
+                libc::sigdelset(&mut sa.sa_mask, libc::SIGBUS);
                 let mut old: libc::sigaction = core::mem::zeroed();
                 if libc::sigaction(sig, &sa, &mut old) != 0 {
                     ok = false;
