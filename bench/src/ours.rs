@@ -125,9 +125,9 @@ impl Runner for DoomBench {
 /// decode and validate the code blob into a [`Program`] with the naive gas
 /// model and generate its native code (the compile time); lay out Y's
 /// memory, reserve the instance's guest window and copy the memory in (the
-/// instantiate time). [`JitInstance::new`] generates the code, then copies
-/// the `Program` and reserves the window; [`JitInstance::compile_time`]
-/// tells the parts apart.
+/// instantiate time). [`JitInstance::from_program`] generates the code, then
+/// keeps the `Program` (no copy) and reserves the window;
+/// [`JitInstance::compile_time`] tells the parts apart.
 #[derive(Debug)]
 struct JitProgram {
     std_program: StandardProgram,
@@ -155,11 +155,12 @@ impl JitProgram {
 
     /// The code blob decoded and validated, with the naive gas model.
     fn program(&self) -> Result<Program, String> {
-        let mut program = Program::from_bytes(&self.std_program.code, Profile::V0_8)
-            .map_err(|e| format!("ours: {e}"))?;
-        program
-            .set_gas_model(&pvm_core::gas::Naive)
-            .map_err(|e| format!("ours: naive gas model: {e}"))?;
+        let program = Program::from_bytes_with_gas_model(
+            &self.std_program.code,
+            Profile::V0_8,
+            &pvm_core::gas::Naive,
+        )
+        .map_err(|e| format!("ours: {e}"))?;
         Ok(program)
     }
 
@@ -175,11 +176,15 @@ impl JitProgram {
             .std_program
             .initialize::<FlatMemory>(&[])
             .map_err(|e| format!("ours: Y: {e}"))?;
-        let jit = pvm_std::jit::instance_with_memory(&program, &initial.memory)
-            .map_err(|e| format!("ours: JIT: {e}"))?;
+        let jit = pvm_std::jit::instance_from_program(
+            program,
+            &initial.memory,
+            pvm_jit::MemoryChecks::Hardware,
+        )
+        .map_err(|e| format!("ours: JIT: {e}"))?;
         let total = start.elapsed();
         let codegen = jit.compile_time();
-        drop((program, initial));
+        drop(initial);
 
         Ok((
             jit,

@@ -42,7 +42,10 @@ impl JitInstance {
     pub fn new(program: &Program) -> Result<Self, Error> {
         Self::with_checks(program, crate::MemoryChecks::Hardware)
     }
-    pub fn with_checks(_program: &Program, _checks: crate::MemoryChecks) -> Result<Self, Error> {
+    pub fn with_checks(program: &Program, checks: crate::MemoryChecks) -> Result<Self, Error> {
+        Self::from_program(program.clone(), checks)
+    }
+    pub fn from_program(_program: Program, _checks: crate::MemoryChecks) -> Result<Self, Error> {
         Err(Error::Unsupported(
             "the recompiler is not built in (it needs Linux on x86-64 and the `recompiler` feature); use the interpreter",
         ))

@@ -16,7 +16,20 @@ pub fn instance_with_checks(
     memory: &FlatMemory,
     checks: MemoryChecks,
 ) -> Result<JitInstance, Error> {
-    let mut jit = JitInstance::with_checks(program, checks)?;
+    fill(JitInstance::with_checks(program, checks)?, memory)
+}
+
+/// As [`instance_with_checks`], taking the program (no copy of it).
+pub fn instance_from_program(
+    program: Program,
+    memory: &FlatMemory,
+    checks: MemoryChecks,
+) -> Result<JitInstance, Error> {
+    fill(JitInstance::from_program(program, checks)?, memory)
+}
+
+/// `jit` with `memory`'s pages copied in.
+fn fill(mut jit: JitInstance, memory: &FlatMemory) -> Result<JitInstance, Error> {
     for (first, access, data) in memory.regions() {
         jit.init_pages(first, access, data);
     }

@@ -450,6 +450,11 @@ impl JitInstance {
     /// As [`new`](Self::new), keeping guest accesses inside the guest's
     /// pages as `checks` says.
     pub fn with_checks(program: &Program, checks: MemoryChecks) -> Result<Self, Error> {
+        Self::from_program(program.clone(), checks)
+    }
+
+    /// As [`with_checks`](Self::with_checks), taking the program (no copy).
+    pub fn from_program(program: Program, checks: MemoryChecks) -> Result<Self, Error> {
         if !cpu_has_features() {
             return Err(Error::Unsupported(
                 "the recompiler needs a CPU with popcnt, lzcnt, BMI1 and BMI2 (x86-64-v3)",
@@ -460,7 +465,7 @@ impl JitInstance {
         }
         let t0 = Instant::now();
         let code = compile::compile(
-            program,
+            &program,
             sbrk_helper as *const () as usize,
             checks == MemoryChecks::Explicit,
         )?;
@@ -474,7 +479,7 @@ impl JitInstance {
         let mut mem = Box::new(GuestMemory::new()?);
         mem.ctx_mut().jt_len = jump_table.len() as u64;
         Ok(JitInstance {
-            program: program.clone(),
+            program,
             code,
             jump_table,
             mem,
