@@ -2,9 +2,13 @@
 //! `Vm<FlatMemory>`) with PolkaVM 0.37's interpreter on random valid GP 0.8
 //! programs, under the naive gas model and the GP 0.8.0 pipeline model.
 //! See `README.md`.
+//!
+//! [`parsers`] holds the parser fuzz targets and the stable mutational fuzzer
+//! that `pvm-parse-fuzz` runs.
 
 pub mod gen;
 pub mod harness;
+pub mod parsers;
 
 use gen::{generate, v0_8_opcodes, without, Case, Rng};
 use harness::{opcode_index, run_case, Counter, GasModel, Outcome, Polka};

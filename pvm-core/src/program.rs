@@ -60,10 +60,19 @@ impl Blob {
                 value: u64::from(z),
             });
         }
-        if jt_len > bytes.len() as u64 {
+        // The blob's size in its canonical encoding (shortest length prefixes).
+        let canonical_len = (natural_len(jt_len) + 1 + natural_len(code_len))
+            .saturating_add(jt_len.saturating_mul(u64::from(z)))
+            .saturating_add(code_len + code_len.div_ceil(8));
+        if jt_len > canonical_len.min(bytes.len() as u64) {
             // Only reachable with 0-byte entries (z = 0): more entries than the
             // blob has bytes. An implementation limit, so that a few header
-            // bytes cannot make us allocate gigabytes.
+            // bytes cannot make us allocate gigabytes. A complete blob has at
+            // least its canonical size, so for every blob that can be
+            // accepted this compares with the canonical size: the answer does
+            // not depend on how wide the length prefixes are written (found
+            // by pvm-parse-fuzz: a padded prefix made a blob acceptable whose
+            // canonical re-encoding was not).
             return Err(Error::OutOfRange {
                 what: "jump table length",
                 offset: 0,
@@ -186,6 +195,11 @@ pub enum Transfer {
     /// outside ϖ (its fall-through still continues), or a `load_imm_jump`
     /// (after writing its register).
     PanicWhenTaken,
+}
+
+/// Bytes of the canonical GP encoding of the natural number `x` (§C.1.1).
+fn natural_len(x: u64) -> u64 {
+    (1..=8).find(|&l| x < 1u64 << (7 * l)).unwrap_or(9)
 }
 
 /// Per-instruction flags of a [`Program`].

@@ -1429,3 +1429,50 @@ fn builtin_seeds_compute() {
         );
     }
 }
+
+/// Found by `pvm-parse-fuzz --target blob` (seed 1): `Blob::parse` bounded a
+/// zero-width jump table by the bytes of the *input*, so a length prefix
+/// written wider than needed (`f8 0a 00 00 00 00`: 10 in six bytes) made a
+/// blob acceptable whose canonical re-encoding (`Blob::to_bytes`) was
+/// rejected. The bound is now the canonical size: the answer no longer
+/// depends on how the prefixes are written, and a short input still cannot
+/// claim a huge table.
+#[test]
+fn regression_blob_zero_width_jump_table_bound_ignores_prefix_width() {
+    fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+    // The fuzzer's input: 10 zero-width entries, 4 code bytes.
+    let padded = hex("f80a000000000004c787090009");
+    let canonical = hex("0a0004c787090009");
+    assert_eq!(Blob::parse(&padded), Blob::parse(&canonical));
+    assert!(matches!(
+        Blob::parse(&canonical),
+        Err(Error::OutOfRange {
+            what: "jump table length",
+            ..
+        })
+    ));
+    // 8 entries fit the canonical size (8 bytes): accepted, however written.
+    let padded = hex("f808000000000004000000000f");
+    let canonical = hex("080004000000000f");
+    let blob = Blob::parse(&canonical).expect("8 zero-width entries");
+    assert_eq!(blob.jump_table, vec![0; 8]);
+    assert_eq!(Blob::parse(&padded).as_ref(), Ok(&blob));
+    assert_eq!(blob.to_bytes(), canonical);
+    // A short input still cannot claim a table as large as a claimed code.
+    let mut claims = Vec::new();
+    encode_natural(1 << 27, &mut claims);
+    claims.push(0);
+    encode_natural(1 << 27, &mut claims);
+    assert!(matches!(
+        Blob::parse(&claims),
+        Err(Error::OutOfRange {
+            what: "jump table length",
+            ..
+        })
+    ));
+}
