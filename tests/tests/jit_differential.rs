@@ -462,7 +462,7 @@ fn register_aliasing_agrees() {
                 .iter()
                 .flat_map(|&a| REGS.iter().map(move |&b| (a, b)))
                 .flat_map(|(a, b)| {
-                    [5u32, 0xFFFF_FFF0].map(|imm| {
+                    [5u32, 0xFFFF_FFF0, 32].map(|imm| {
                         Args::TwoRegImm(TwoRegImm {
                             a: reg(a),
                             b: reg(b),

@@ -871,7 +871,10 @@ impl Emitter<'_> {
                             Shr32 => dynasm!(self.a ; .arch x64 ; shr Rd(hd), s32),
                             _ => dynasm!(self.a ; .arch x64 ; sar Rd(hd), s32),
                         }
-                        if wide32 {
+                        // A logical right shift by 1..=31 clears bit 31: the
+                        // 32-bit result is already its own sign extension.
+                        let sign_clear = op == Shr32 && s32 != 0;
+                        if wide32 && !sign_clear {
                             dynasm!(self.a ; .arch x64 ; movsxd Rq(hd), Rd(hd));
                         }
                     }
@@ -977,6 +980,8 @@ impl Emitter<'_> {
         let ra = host(a);
         match y {
             Src::R(b) => dynasm!(self.a ; .arch x64 ; cmp Rq(ra), Rq(host(b))),
+            // Against 0, `test` sets the same flags (CF = OF = 0) shorter.
+            Src::Imm(0) => dynasm!(self.a ; .arch x64 ; test Rq(ra), Rq(ra)),
             Src::Imm(v) => dynasm!(self.a ; .arch x64 ; cmp Rq(ra), v as i32),
         }
         match cc {
