@@ -1,0 +1,5 @@
+//! libFuzzer target for `pvm-parse-fuzz --target asm-0.8`:
+//! `pvm_fuzz::parsers::asm_v0_8`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pvm_fuzz::parsers::asm_v0_8(data));

@@ -1,0 +1,5 @@
+//! libFuzzer target for `pvm-parse-fuzz --target program-0.7`:
+//! `pvm_fuzz::parsers::program_v0_7`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| pvm_fuzz::parsers::program_v0_7(data));
