@@ -22,7 +22,7 @@
 //!
 //! The `pvm-parse-fuzz` binary drives it; `tests/parsers.rs` runs every
 //! target for a bounded number of executions; `libfuzzer/` (outside the
-//! workspace) wraps the same targets for cargo-fuzz. See `README.md`.
+//! workspace) wraps the same targets for libFuzzer. See `README.md`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
