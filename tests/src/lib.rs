@@ -16,3 +16,24 @@ pub fn shared_missing(what: &str) {
     }
     eprintln!("skipped: {what} not found (it lives in ../shared beside the checkout)");
 }
+
+/// `../shared/programs/<file>`, loaded as a GP 0.8 standard program with
+/// block costs from `model`; `None` (after [`shared_missing`]) when
+/// `../shared` is absent.
+pub fn load_shared_program(
+    file: &str,
+    model: &dyn pvm_core::gas::GasModel,
+) -> Option<pvm_std::load::Loaded> {
+    let Some(shared) = shared_dir() else {
+        shared_missing("../shared/programs");
+        return None;
+    };
+    let path = shared.join("programs").join(file);
+    let mut loaded = pvm_std::load::load_file(&path, false, pvm_core::Profile::V0_8, &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    loaded
+        .program
+        .set_gas_model(model)
+        .unwrap_or_else(|e| panic!("{file}: {e}"));
+    Some(loaded)
+}

@@ -10,7 +10,7 @@
 use pvm_core::gas::Pipeline;
 use pvm_core::{Exit, Profile, Program, StandardProgram, Vm};
 use pvm_std::vectors::{self, GasChoice, Vector};
-use pvm_tests::{shared_dir, shared_missing};
+use pvm_tests::{load_shared_program, shared_dir, shared_missing};
 use std::path::Path;
 use std::time::Instant;
 
@@ -55,17 +55,9 @@ include!(concat!(env!("OUT_DIR"), "/gas_tests.rs"));
 /// the calling convention of ../shared/programs/README.md (as
 /// tests/programs.rs does), and checks the result and the gas used.
 fn run_program(file: &str, iters: u64, expected_r7: u64, expected_gas: u64) {
-    let Some(shared) = shared_dir() else {
-        shared_missing("../shared/programs");
+    let Some(loaded) = load_shared_program(file, &Pipeline) else {
         return;
     };
-    let path = shared.join("programs").join(file);
-    let mut loaded = pvm_std::load::load_file(&path, false, Profile::V0_8, &[])
-        .unwrap_or_else(|e| panic!("{e}"));
-    loaded
-        .program
-        .set_gas_model(&Pipeline)
-        .unwrap_or_else(|e| panic!("{file}: {e}"));
     let gas = 10_000_000_000u64;
     let mut vm = Vm::new(&loaded.program, loaded.initial.memory, 0, gas);
     *vm.regs_mut() = loaded.initial.regs;

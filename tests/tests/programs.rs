@@ -3,7 +3,7 @@
 //! gas used = instructions executed).
 
 use pvm_core::{Exit, Profile, Vm};
-use pvm_tests::{shared_dir, shared_missing};
+use pvm_tests::{load_shared_program, shared_dir, shared_missing};
 
 fn run_program(file: &str, iters: u64, expected_r7: u64, expected_instructions: u64) {
     run_interp(file, iters, expected_r7, expected_instructions);
@@ -15,17 +15,9 @@ fn run_jit(file: &str, iters: u64, expected_r7: u64, expected_instructions: u64)
     if !pvm_jit::is_supported() {
         return;
     }
-    let Some(shared) = shared_dir() else {
-        shared_missing("../shared/programs");
+    let Some(loaded) = load_shared_program(file, &pvm_core::gas::Naive) else {
         return;
     };
-    let path = shared.join("programs").join(file);
-    let mut loaded = pvm_std::load::load_file(&path, false, Profile::V0_8, &[])
-        .unwrap_or_else(|e| panic!("{e}"));
-    loaded
-        .program
-        .set_gas_model(&pvm_core::gas::Naive)
-        .expect("naive costs every block");
     let gas = 10_000_000_000u64;
     let mut vm = pvm_std::jit::instance_with_memory(&loaded.program, &loaded.initial.memory)
         .unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -43,18 +35,10 @@ fn run_jit(file: &str, iters: u64, expected_r7: u64, expected_instructions: u64)
 }
 
 fn run_interp(file: &str, iters: u64, expected_r7: u64, expected_instructions: u64) {
-    let Some(shared) = shared_dir() else {
-        shared_missing("../shared/programs");
+    // The reference counts are instructions: the naive model.
+    let Some(loaded) = load_shared_program(file, &pvm_core::gas::Naive) else {
         return;
     };
-    let path = shared.join("programs").join(file);
-    let mut loaded = pvm_std::load::load_file(&path, false, Profile::V0_8, &[])
-        .unwrap_or_else(|e| panic!("{e}"));
-    // The reference counts are instructions: the naive model.
-    loaded
-        .program
-        .set_gas_model(&pvm_core::gas::Naive)
-        .expect("naive costs every block");
     let gas = 10_000_000_000u64;
     let mut vm = Vm::new(&loaded.program, loaded.initial.memory, 0, gas);
     *vm.regs_mut() = loaded.initial.regs;
