@@ -170,15 +170,29 @@ impl Blob {
                 .is_some_and(|b| (b >> (i % 8)) & 1 == 1)
     }
 
-    /// The GP's `skip(i)`: bytes of arguments after the opcode at `i`.
+    /// The GP's `skip(i)`: bytes of arguments after the opcode at `i`, the
+    /// distance to the next set bit of `k ‖ [1, 1, …]` (bits at or past the
+    /// end of the code count as set, padding bits of the last mask byte
+    /// included), at most 24.
+    #[inline]
     pub fn skip(&self, i: usize) -> u32 {
-        for j in 0..24 {
-            let n = i + 1 + j;
-            if n >= self.code.len() || self.is_start(n) {
-                return j as u32;
-            }
+        let start = i + 1;
+        // The 32 mask bits from `start` on (bytes past the mask read as 0).
+        let byte = start / 8;
+        let mut raw = [0u8; 5];
+        let avail_bytes = self.bitmask.len().saturating_sub(byte).min(5);
+        if avail_bytes > 0 {
+            raw[..avail_bytes].copy_from_slice(&self.bitmask[byte..byte + avail_bytes]);
         }
-        24
+        let mut w = (u64::from_le_bytes([raw[0], raw[1], raw[2], raw[3], raw[4], 0, 0, 0])
+            >> (start % 8)) as u32;
+        // The first bit past the code is set (what lies above it, such as
+        // the last mask byte's padding, cannot matter then).
+        let inside = self.code.len().saturating_sub(start);
+        if inside < 32 {
+            w |= 1u32 << inside;
+        }
+        w.trailing_zeros().min(24)
     }
 }
 
@@ -232,15 +246,235 @@ pub struct Program {
     pub(crate) targets: Vec<u32>,
     /// The jump table resolved to instruction indices.
     pub(crate) jump_table: Vec<u32>,
-    /// Gas block of each instruction.
-    pub(crate) block_of: Vec<u32>,
     /// First instruction index of each gas block (plus a sentinel at the end).
     pub(crate) block_starts: Vec<u32>,
     /// Cost of each gas block under the current gas model.
     pub(crate) block_costs: Vec<u64>,
-    /// The interpreter's pre-decoded form.
-    pub(crate) compiled: Compiled,
+    /// One bit per code offset (and one for the end of the code): set where
+    /// an instruction or implicit trap is, the set `pcs` holds.
+    pc_bits: Vec<u64>,
+    /// Set bits of `pc_bits` before each word: with it, `index_of` is a
+    /// look-up and a population count instead of a search.
+    pc_rank: Vec<u32>,
+    /// One bit per instruction index, set where a gas block starts, and its
+    /// rank: `block_of` in constant time.
+    block_bits: Vec<u64>,
+    block_rank: Vec<u32>,
+    /// The interpreter's pre-decoded form, built the first time the
+    /// interpreter runs the program (the recompiler does not need it).
+    compiled: Lazy,
 }
+
+/// The interpreter's form of a program, built once on first use.
+#[derive(Default)]
+struct Lazy(spin::Once<Compiled>);
+
+impl Clone for Lazy {
+    fn clone(&self) -> Self {
+        let once = spin::Once::new();
+        if let Some(c) = self.0.get() {
+            once.call_once(|| c.clone());
+        }
+        Lazy(once)
+    }
+}
+
+impl core::fmt::Debug for Lazy {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(if self.0.is_completed() {
+            "Lazy(built)"
+        } else {
+            "Lazy(not built)"
+        })
+    }
+}
+
+/// The decoding walk's output, built in one pass over the code.
+struct Walk {
+    insts: Vec<Instruction>,
+    pcs: Vec<u32>,
+    flags: Vec<u8>,
+    block_starts: Vec<u32>,
+    pc_bits: Vec<u64>,
+    pc_rank: Vec<u32>,
+    block_bits: Vec<u64>,
+    block_rank: Vec<u32>,
+    /// Indices of the instructions with a static target (jumps, branches,
+    /// `load_imm_jump`, `fallthrough`).
+    with_target: Vec<u32>,
+    /// Whether the entry pushed last was a real terminator (index 0 counts
+    /// as following one), so the next valid instruction is in ϖ.
+    after_terminator: bool,
+    /// Whether the entry pushed last ended a gas block.
+    ends_block: bool,
+}
+
+impl Walk {
+    fn new(blob: &Blob) -> Walk {
+        // Marked starts bound the instructions; 0.7's implicit traps may add
+        // more (the vectors then grow).
+        let starts: usize = blob.bitmask.iter().map(|b| b.count_ones() as usize).sum();
+        let cap = starts + 2;
+        let n = blob.code.len();
+        Walk {
+            insts: Vec::with_capacity(cap),
+            pcs: Vec::with_capacity(cap),
+            flags: Vec::with_capacity(cap),
+            block_starts: Vec::new(),
+            pc_bits: alloc::vec![0; (n + 1).div_ceil(64)],
+            pc_rank: Vec::new(),
+            block_bits: alloc::vec![0; cap.div_ceil(64)],
+            block_rank: Vec::new(),
+            with_target: Vec::new(),
+            after_terminator: true,
+            ends_block: true,
+        }
+    }
+
+    /// Appends the instruction (or, with `implicit`, the implicit trap) at `pc`.
+    #[inline]
+    fn push(&mut self, pc: usize, inst: Instruction, implicit: bool) {
+        let idx = self.insts.len() as u32;
+        let info = if implicit {
+            IMPLICIT_TRAP_INFO
+        } else {
+            OPCODE_INFO[inst.opcode() as usize]
+        };
+        let terminator = info & info::TERMINATOR != 0;
+        let mut f = if terminator { flags::ENDS_BLOCK } else { 0 };
+        if implicit {
+            f = flags::IMPLICIT_TRAP | flags::ENDS_BLOCK;
+        } else if self.after_terminator {
+            f |= flags::BLOCK_START;
+        }
+        if info & info::STATIC_TARGET != 0 {
+            self.with_target.push(idx);
+        }
+        if self.ends_block {
+            self.block_starts.push(idx);
+            let word = idx as usize / 64;
+            if word >= self.block_bits.len() {
+                self.block_bits.resize(word + 1, 0);
+            }
+            self.block_bits[word] |= 1 << (idx % 64);
+        }
+        self.after_terminator = !implicit && terminator;
+        self.ends_block = f & flags::ENDS_BLOCK != 0;
+        self.insts.push(inst);
+        self.pcs.push(pc as u32);
+        self.flags.push(f);
+        self.pc_bits[pc / 64] |= 1 << (pc % 64);
+    }
+
+    /// GP 0.8.0 `v_blob` and decoding in one walk: the walk from 0 must
+    /// visit only valid instructions and land exactly on the end of the
+    /// code right after a terminator. As `skip` stops at the next marked
+    /// start, the walk visits every marked start.
+    fn walk_v0_8(&mut self, blob: &Blob) -> Result<(), Error> {
+        let n = blob.code.len();
+        if n == 0 {
+            return Err(Error::EmptyCode);
+        }
+        let mut i = 0usize;
+        while i < n {
+            if !blob.is_start(i) {
+                return Err(Error::NotInstructionStart { pc: i as u32 });
+            }
+            let skip = blob.skip(i);
+            let inst = codec::decode(Profile::V0_8, &blob.code, i as u32, skip)
+                .map_err(|byte| Error::UnknownOpcode { pc: i as u32, byte })?;
+            let next = i + 1 + skip as usize;
+            if next == n && !inst.is_terminator() {
+                return Err(Error::MissingTerminator { pc: i as u32 });
+            }
+            self.push(i, inst, false);
+            i = next;
+        }
+        Ok(())
+    }
+
+    /// GP 0.7 decoding: every marked start in order; an unknown opcode, a
+    /// walk that leaves the marked starts (a gap, or the end of the code),
+    /// and an unmarked offset 0 are implicit traps.
+    fn walk_v0_7(&mut self, blob: &Blob) {
+        let n = blob.code.len();
+        if n > 0 && !blob.is_start(0) {
+            // Code offset 0 is not an instruction start: 0.7 runs it as trap.
+            self.push(0, Instruction::Trap(NoArgs), true);
+        }
+        let mut i = 0usize;
+        while i < n {
+            if !blob.is_start(i) {
+                i += 1;
+                continue;
+            }
+            let skip = blob.skip(i);
+            match codec::decode(Profile::V0_7, &blob.code, i as u32, skip) {
+                Ok(inst) => self.push(i, inst, false),
+                Err(_) => self.push(i, Instruction::Trap(NoArgs), true),
+            }
+            let next = i + 1 + skip as usize;
+            if next >= n || !blob.is_start(next) {
+                // The walk leaves the instruction starts here: implicit trap.
+                self.push(next, Instruction::Trap(NoArgs), true);
+            }
+            i = next.max(i + 1);
+        }
+    }
+
+    /// Closes the block list and builds the rank of `pc_bits`.
+    fn finish(&mut self, n: usize) {
+        debug_assert!(self.pcs.last().is_none_or(|&pc| pc as usize <= n));
+        self.block_starts.push(self.insts.len() as u32);
+        self.pc_rank = rank(&self.pc_bits);
+        self.block_rank = rank(&self.block_bits);
+    }
+}
+
+/// The set bits before each word of `bits`.
+fn rank(bits: &[u64]) -> Vec<u32> {
+    let mut rank = Vec::with_capacity(bits.len());
+    let mut seen = 0u32;
+    for w in bits {
+        rank.push(seen);
+        seen += w.count_ones();
+    }
+    rank
+}
+
+/// What the walk needs to know of an opcode, looked up once per instruction.
+mod info {
+    /// In the GP's set T of block terminators.
+    pub const TERMINATOR: u8 = 1;
+    /// Has a static target: a jump, a branch, `load_imm_jump`, `fallthrough`.
+    pub const STATIC_TARGET: u8 = 2;
+}
+
+/// An implicit trap: a terminator with no target.
+const IMPLICIT_TRAP_INFO: u8 = info::TERMINATOR;
+
+/// [`info`] bits of each opcode, indexed by `Opcode as usize`.
+static OPCODE_INFO: [u8; Opcode::ALL.len()] = {
+    let mut table = [0u8; Opcode::ALL.len()];
+    let mut k = 0;
+    while k < Opcode::ALL.len() {
+        let op = Opcode::ALL[k];
+        let mut bits = 0;
+        if op.is_terminator() {
+            bits |= info::TERMINATOR;
+        }
+        if matches!(
+            op.format(),
+            Format::OneOffset | Format::RegImmOffset | Format::TwoRegOffset
+        ) || matches!(op, Opcode::Fallthrough)
+        {
+            bits |= info::STATIC_TARGET;
+        }
+        table[op as usize] = bits;
+        k += 1;
+    }
+    table
+};
 
 impl Program {
     /// Parses, validates and pre-decodes a program blob under `profile`, with
@@ -294,110 +528,46 @@ impl Program {
                 value: n as u64,
             });
         }
-        if profile == Profile::V0_8 {
-            validate_v0_8(&blob)?;
+        let mut w = Walk::new(&blob);
+        match profile {
+            Profile::V0_8 => w.walk_v0_8(&blob)?,
+            Profile::V0_7 => w.walk_v0_7(&blob),
         }
-        let mut insts = Vec::new();
-        let mut pcs = Vec::new();
-        let mut flags = Vec::new();
-        let mut i = 0usize;
-        // Walk every marked instruction start in order. In 0.8 validation has
-        // shown the walk visits exactly these; in 0.7 a walk that leaves them
-        // (a gap, or the end of the code) meets an implicit trap there.
-        while i < n {
-            if !blob.is_start(i) {
-                i += 1;
-                continue;
-            }
-            let skip = blob.skip(i);
-            let pc = i as u32;
-            match codec::decode(profile, &blob.code, pc, skip) {
-                Ok(inst) => {
-                    let f = if inst.is_terminator() {
-                        flags::ENDS_BLOCK
-                    } else {
-                        0
-                    };
-                    insts.push(inst);
-                    flags.push(f);
-                }
-                Err(_) => {
-                    // 0.7: an unknown opcode behaves as trap (0.8 rejected it above).
-                    insts.push(Instruction::Trap(NoArgs));
-                    flags.push(flags::IMPLICIT_TRAP | flags::ENDS_BLOCK);
-                }
-            }
-            pcs.push(pc);
-            let next = i + 1 + skip as usize;
-            if profile == Profile::V0_7 && (next >= n || !blob.is_start(next)) {
-                // The walk leaves the instruction starts here: implicit trap.
-                // (0.8 validation has ruled this out; past the final
-                // terminator nothing is reachable.)
-                insts.push(Instruction::Trap(NoArgs));
-                flags.push(flags::IMPLICIT_TRAP | flags::ENDS_BLOCK);
-                pcs.push(next as u32);
-            }
-            i = next.max(i + 1);
-        }
-        if n > 0 && pcs.first() != Some(&0) {
-            // Code offset 0 is not an instruction start: 0.7 runs it as trap.
-            insts.insert(0, Instruction::Trap(NoArgs));
-            flags.insert(0, flags::IMPLICIT_TRAP | flags::ENDS_BLOCK);
-            pcs.insert(0, 0);
-        }
-
-        // ϖ: index 0 and every instruction after a terminator, if valid.
-        let count = insts.len();
-        for idx in 0..count {
-            let valid = flags[idx] & flags::IMPLICIT_TRAP == 0;
-            let after_term = idx == 0
-                || (flags[idx - 1] & flags::IMPLICIT_TRAP == 0 && insts[idx - 1].is_terminator());
-            if valid && after_term {
-                flags[idx] |= flags::BLOCK_START;
-            }
-        }
+        w.finish(n);
 
         let mut program = Program {
             profile,
             blob,
-            insts,
-            pcs,
-            flags,
+            insts: w.insts,
+            pcs: w.pcs,
+            flags: w.flags,
             targets: Vec::new(),
             jump_table: Vec::new(),
-            block_of: Vec::new(),
-            block_starts: Vec::new(),
+            block_starts: w.block_starts,
             block_costs: Vec::new(),
-            compiled: Compiled::default(),
+            pc_bits: w.pc_bits,
+            pc_rank: w.pc_rank,
+            block_bits: w.block_bits,
+            block_rank: w.block_rank,
+            compiled: Lazy::default(),
         };
-        program.targets = (0..count)
-            .map(|idx| program.resolve_static_target(idx))
-            .collect();
+        // Static targets: only the instructions that have one were noted.
+        let mut targets = alloc::vec![INVALID_TARGET; program.insts.len()];
+        for &idx in &w.with_target {
+            targets[idx as usize] = program.resolve_static_target(idx as usize);
+        }
+        program.targets = targets;
         program.jump_table = program
             .blob
             .jump_table
             .iter()
             .map(|&pc| program.jump_target_index(pc))
             .collect();
-
-        // Gas blocks: maximal runs ending at a terminator or implicit trap.
-        let mut block_of = Vec::with_capacity(count);
-        let mut block_starts = Vec::new();
-        let mut start_new = true;
-        for idx in 0..count {
-            if start_new {
-                block_starts.push(idx as u32);
-            }
-            block_of.push(block_starts.len() as u32 - 1);
-            start_new = program.flags[idx] & flags::ENDS_BLOCK != 0;
+        let mut costs = Vec::with_capacity(program.block_count());
+        for b in 0..program.block_count() {
+            costs.push(model.block_cost(&program, b)?);
         }
-        block_starts.push(count as u32);
-        program.block_of = block_of;
-        program.block_starts = block_starts;
-        program.block_costs = (0..program.block_count())
-            .map(|b| model.block_cost(&program, b))
-            .collect::<Result<_, _>>()?;
-        program.compiled = crate::interp::compile(&program);
+        program.block_costs = costs;
         Ok(program)
     }
 
@@ -439,7 +609,11 @@ impl Program {
 
     /// The index of the instruction (or implicit trap) at code offset `pc`.
     pub fn index_of(&self, pc: u32) -> Option<usize> {
-        self.pcs.binary_search(&pc).ok()
+        let pc = pc as usize;
+        let word = *self.pc_bits.get(pc / 64)?;
+        let bit = 1u64 << (pc % 64);
+        (word & bit != 0)
+            .then(|| self.pc_rank[pc / 64] as usize + (word & (bit - 1)).count_ones() as usize)
     }
 
     /// Recomputes every block's cost with `model`.
@@ -449,8 +623,9 @@ impl Program {
         for b in 0..blocks {
             costs.push(model.block_cost(self, b)?);
         }
-        self.compiled.set_costs(&self.block_starts, &costs);
         self.block_costs = costs;
+        // The interpreter's form carries the costs: build it anew if used.
+        self.compiled = Lazy::default();
         Ok(())
     }
 
@@ -570,7 +745,16 @@ impl Program {
 
     /// The gas block holding instruction `idx`.
     pub fn block_of(&self, idx: usize) -> usize {
-        self.block_of[idx] as usize
+        assert!(idx < self.insts.len(), "instruction index out of range");
+        let (word, bit) = (idx / 64, idx % 64);
+        // Block starts at or before `idx`; index 0 always starts one.
+        let upto = self.block_bits[word] & (u64::MAX >> (63 - bit));
+        (self.block_rank[word] + upto.count_ones()) as usize - 1
+    }
+
+    /// The interpreter's form, built on first use.
+    pub(crate) fn compiled(&self) -> &Compiled {
+        self.compiled.0.call_once(|| crate::interp::compile(self))
     }
 
     /// The first instruction index of gas block `block`.
@@ -581,33 +765,6 @@ impl Program {
     /// Whether `pc` is in ϖ, the set of basic-block starts.
     pub fn is_block_start(&self, pc: u32) -> bool {
         self.jump_target_index(pc) != INVALID_TARGET
-    }
-}
-
-/// GP 0.8.0 `v_blob`: the walk from 0 must visit only valid instructions and
-/// land exactly on the end of the code right after a terminator.
-fn validate_v0_8(blob: &Blob) -> Result<(), Error> {
-    let n = blob.code.len();
-    if n == 0 {
-        return Err(Error::EmptyCode);
-    }
-    let mut i = 0usize;
-    loop {
-        if i > 0 && i == n {
-            return Ok(());
-        }
-        if !blob.is_start(i) {
-            return Err(Error::NotInstructionStart { pc: i as u32 });
-        }
-        let byte = blob.code[i];
-        let Some(op) = Opcode::from_byte(Profile::V0_8, byte) else {
-            return Err(Error::UnknownOpcode { pc: i as u32, byte });
-        };
-        let next = i + 1 + blob.skip(i) as usize;
-        if next == n && !op.is_terminator() {
-            return Err(Error::MissingTerminator { pc: i as u32 });
-        }
-        i = next;
     }
 }
 
@@ -744,5 +901,61 @@ mod tests {
         assert!(p.is_block_start(5));
         assert_eq!(p.block_count(), 2);
         assert_eq!(p.targets[1], 0);
+    }
+
+    /// The GP's `skip` exactly as written: the first `j` with
+    /// `(k ‖ [1, 1, …])[i + 1 + j] = 1`, at most 24.
+    fn skip_as_written(b: &Blob, i: usize) -> u32 {
+        (0..24)
+            .find(|&j| {
+                let at = i + 1 + j;
+                at >= b.code.len() || b.is_start(at)
+            })
+            .unwrap_or(24) as u32
+    }
+
+    proptest::proptest! {
+        /// The word-at-a-time `skip` equals the GP's definition, for every
+        /// offset (and past the end), whatever the padding bits hold.
+        #[test]
+        fn skip_matches_the_definition(
+            len in 0usize..80,
+            mask in proptest::collection::vec(proptest::num::u8::ANY, 10),
+            density in 0u8..4,
+        ) {
+            let mut bitmask = mask[..len.div_ceil(8)].to_vec();
+            // Sparse masks give long skips (up to the cap of 24).
+            for (k, byte) in bitmask.iter_mut().enumerate() {
+                if density > 0 && k % usize::from(density + 1) != 0 {
+                    *byte = 0;
+                }
+            }
+            let b = Blob { jump_table: vec![], jump_table_entry_size: 0, code: vec![0; len], bitmask };
+            for i in 0..len + 3 {
+                proptest::prop_assert_eq!(b.skip(i), skip_as_written(&b, i), "i = {}", i);
+            }
+        }
+
+        /// `index_of` (a rank over the offset bits) finds exactly the
+        /// entries `pcs` lists, under both profiles, with implicit traps.
+        #[test]
+        fn index_of_matches_a_search_of_pcs(
+            code in proptest::collection::vec(proptest::num::u8::ANY, 1..200),
+            mask in proptest::collection::vec(proptest::num::u8::ANY, 25),
+        ) {
+            let bitmask = mask[..code.len().div_ceil(8)].to_vec();
+            let b = Blob { jump_table: vec![], jump_table_entry_size: 0, code, bitmask };
+            for profile in [Profile::V0_7, Profile::V0_8] {
+                let Ok(p) = Program::new(b.clone(), profile) else { continue };
+                for pc in 0..b.code.len() as u32 + 70 {
+                    proptest::prop_assert_eq!(p.index_of(pc), p.pcs.binary_search(&pc).ok());
+                }
+                for idx in 0..p.insts.len() {
+                    let block = p.block_of(idx);
+                    proptest::prop_assert!(p.block_start(block) <= idx);
+                    proptest::prop_assert!(idx < p.block_start(block + 1));
+                }
+            }
+        }
     }
 }

@@ -142,7 +142,7 @@ impl Cursor {
         if !self.charged {
             // Charge the whole block that holds pc (GP 0.8: ϱΔ(𝔏(ı))), even
             // when entering mid-block.
-            let cost = p.block_costs[p.block_of[i] as usize];
+            let cost = p.block_costs[p.block_of(i)];
             if *gas < cost {
                 return Ok(Err(Exit::OutOfGas));
             }
@@ -301,7 +301,7 @@ impl<'p, M: Memory> Vm<'p, M> {
             Err(exit) => return Ok(Some(exit)),
         };
         let p = self.program;
-        let c = &p.compiled;
+        let c = p.compiled();
         let ops = &c.ops[..];
         let costs = &c.costs[..];
         let len = ops.len();

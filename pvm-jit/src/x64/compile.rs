@@ -36,14 +36,14 @@
 
 use super::{exit_kind, Ctx, PERM_OFFSET};
 use core::mem::{offset_of, size_of};
-use dynasmrt::{dynasm, x64::Assembler, AssemblyOffset, DynamicLabel, DynasmApi, DynasmLabelApi};
+use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, DynasmLabelApi, VecAssembler};
 use pvm_core::isa::Instruction as I;
 use pvm_core::program::INVALID_TARGET;
 use pvm_core::{Error, Program, Transfer};
 
 /// The compiled code and what the runtime needs to find its way in it.
 pub(super) struct Code {
-    pub buf: dynasmrt::ExecutableBuffer,
+    pub buf: memmap2::Mmap,
     /// Native offset of each instruction's body.
     pub starts: Vec<u32>,
     /// Native offset of the charge prologue of each jump-table entry (or of
@@ -173,48 +173,84 @@ enum Addr {
     Abs(i32),
 }
 
+type Assembler = VecAssembler<X64Relocation>;
+
+/// A jump target in the code being generated: an index into
+/// [`Emitter::labels`]. Labels `0..blocks` are the gas blocks' charge
+/// prologues. (Our own, rather than `dynasmrt`'s dynamic labels: a label is
+/// 4 bytes and a reference 8, and the generator makes one or two of each
+/// per block, so this keeps compile time and memory down.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Label(u32);
+
+/// A label not bound yet.
+const UNBOUND: u32 = u32::MAX;
+
+/// x86 condition codes: the low nibble of `jcc rel32`'s second opcode byte.
+mod cc {
+    pub const B: u8 = 0x2;
+    pub const AE: u8 = 0x3;
+    pub const E: u8 = 0x4;
+    pub const NE: u8 = 0x5;
+    pub const BE: u8 = 0x6;
+    pub const A: u8 = 0x7;
+    pub const L: u8 = 0xC;
+    pub const GE: u8 = 0xD;
+    pub const LE: u8 = 0xE;
+    pub const G: u8 = 0xF;
+}
+
 struct Emitter<'p> {
     a: Assembler,
     p: &'p Program,
-    charge: Vec<Option<DynamicLabel>>,
-    epilogue: DynamicLabel,
-    djump: DynamicLabel,
-    panic_common: DynamicLabel,
+    /// Where each label is bound (a native offset), or [`UNBOUND`].
+    labels: Vec<u32>,
+    /// The `rel32` fields to fill in once every label is bound: offset of
+    /// the field, label.
+    fixups: Vec<(u32, Label)>,
+    epilogue: Label,
+    djump: Label,
+    panic_common: Label,
     /// Out-of-gas stubs: label, instruction, block cost.
-    oog_stubs: Vec<(DynamicLabel, u32, u64)>,
+    oog_stubs: Vec<(Label, u32, u64)>,
     /// Panic stubs: label, instruction.
-    panic_stubs: Vec<(DynamicLabel, u32)>,
+    panic_stubs: Vec<(Label, u32)>,
     /// Explicit access checks (instead of page protection and signals).
     checked: bool,
     /// Failed-check stubs: label, instruction.
-    access_stubs: Vec<(DynamicLabel, u32)>,
+    access_stubs: Vec<(Label, u32)>,
     /// The instruction being emitted.
     cur: usize,
 }
 
 pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, Error> {
     let n = p.instructions().len();
-    let mut a = Assembler::new().map_err(|_| Error::Unsupported("cannot allocate JIT code"))?;
-    let epilogue = a.new_dynamic_label();
-    let djump = a.new_dynamic_label();
-    let panic_common = a.new_dynamic_label();
-    let mut charge = vec![None; n];
-    for b in 0..p.block_count() {
-        charge[p.block_start(b)] = Some(a.new_dynamic_label());
-    }
+    let blocks = p.block_count();
+    // Sized from measured programs (DOOM: about 15 bytes per instruction,
+    // two labels and three references per block) so that the buffers
+    // rarely grow. `dynasmrt`'s own labels serve only a few local jumps.
+    let a = Assembler::new_with_capacity(0, 16 * n + 4096, 0, 0, 8, 0, 8);
+    let mut labels = Vec::with_capacity(2 * blocks + 8);
+    // Labels 0..blocks: the charge prologues.
+    labels.resize(blocks, UNBOUND);
     let mut e = Emitter {
         a,
         p,
-        charge,
-        epilogue,
-        djump,
-        panic_common,
-        oog_stubs: Vec::new(),
+        labels,
+        fixups: Vec::with_capacity(3 * blocks + 8),
+        epilogue: Label(UNBOUND),
+        djump: Label(UNBOUND),
+        panic_common: Label(UNBOUND),
+        oog_stubs: Vec::with_capacity(blocks),
         panic_stubs: Vec::new(),
         checked,
         access_stubs: Vec::new(),
         cur: 0,
     };
+    e.epilogue = e.new_label();
+    e.djump = e.new_label();
+    e.panic_common = e.new_label();
+    let (epilogue, djump, panic_common) = (e.epilogue, e.djump, e.panic_common);
 
     // Entry trampoline: extern "sysv64" fn(window_base, target) -> u32.
     let entry = e.a.offset().0 as u32;
@@ -234,9 +270,11 @@ pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, E
     dynasm!(e.a ; .arch x64 ; jmp rax);
 
     let mut starts = Vec::with_capacity(n);
+    let mut next_block = 0;
     for i in 0..n {
-        if let Some(l) = e.charge[i] {
-            e.emit_charge(i, l);
+        if next_block < blocks && p.block_start(next_block) == i {
+            e.emit_charge(i, next_block);
+            next_block += 1;
         }
         starts.push(e.a.offset().0 as u32);
         e.cur = i;
@@ -245,7 +283,7 @@ pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, E
 
     // Out-of-line stubs.
     for (l, idx, cost) in core::mem::take(&mut e.oog_stubs) {
-        dynasm!(e.a ; .arch x64 ; =>l);
+        e.bind(l);
         // Give back what the prologue took: out-of-gas leaves gas unchanged.
         if let Ok(c) = i32::try_from(cost) {
             dynasm!(e.a ; .arch x64 ; add QWORD [r15 + GAS], c);
@@ -256,59 +294,53 @@ pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, E
             ; .arch x64
             ; mov DWORD [r15 + EXIT_IDX], idx as i32
             ; mov eax, exit_kind::OUT_OF_GAS as i32
-            ; jmp =>epilogue
         );
+        e.jmp(epilogue);
     }
     for (l, idx) in core::mem::take(&mut e.access_stubs) {
+        e.bind(l);
         dynasm!(e.a
             ; .arch x64
-            ; =>l
             ; mov DWORD [r15 + EXIT_IDX], idx as i32
             ; mov eax, exit_kind::ACCESS_FAULT as i32
-            ; jmp =>epilogue
         );
+        e.jmp(epilogue);
     }
     for (l, idx) in core::mem::take(&mut e.panic_stubs) {
-        dynasm!(e.a
-            ; .arch x64
-            ; =>l
-            ; mov DWORD [r15 + EXIT_IDX], idx as i32
-            ; jmp =>panic_common
-        );
+        e.bind(l);
+        dynasm!(e.a ; .arch x64 ; mov DWORD [r15 + EXIT_IDX], idx as i32);
+        e.jmp(panic_common);
     }
     // Dynamic jump: eax = address, EXIT_IDX = the jumping instruction.
-    let halt = e.a.new_dynamic_label();
+    let halt = e.new_label();
+    e.bind(djump);
+    dynasm!(e.a ; .arch x64 ; cmp eax, 0xFFFF_0000u32 as i32);
+    e.jcc(cc::E, halt);
+    dynasm!(e.a ; .arch x64 ; test eax, 1);
+    e.jcc(cc::NE, panic_common);
     dynasm!(e.a
         ; .arch x64
-        ; =>djump
-        ; cmp eax, 0xFFFF_0000u32 as i32
-        ; je =>halt
-        ; test eax, 1
-        ; jnz =>panic_common
         ; shr eax, 1
         ; sub eax, 1
         ; cmp rax, QWORD [r15 + JT_LEN]
-        ; jae =>panic_common
+    );
+    e.jcc(cc::AE, panic_common);
+    dynasm!(e.a
+        ; .arch x64
         ; shl rax, 3
         ; add rax, QWORD [r15 + JT_PTR]
         ; jmp QWORD [rax]
-        ; =>halt
-        ; mov eax, exit_kind::HALT as i32
-        ; jmp =>epilogue
     );
+    e.bind(halt);
+    dynasm!(e.a ; .arch x64 ; mov eax, exit_kind::HALT as i32);
+    e.jmp(epilogue);
     let invalid_entry = e.a.offset().0 as u32;
-    dynasm!(e.a
-        ; .arch x64
-        ; =>panic_common
-        ; mov eax, exit_kind::PANIC as i32
-        ; jmp =>epilogue
-    );
+    e.bind(panic_common);
+    dynasm!(e.a ; .arch x64 ; mov eax, exit_kind::PANIC as i32);
+    e.jmp(epilogue);
     let fault_stub = e.a.offset().0 as u32;
-    dynasm!(e.a
-        ; .arch x64
-        ; mov eax, exit_kind::PAGE_FAULT as i32
-        ; =>epilogue
-    );
+    dynasm!(e.a ; .arch x64 ; mov eax, exit_kind::PAGE_FAULT as i32);
+    e.bind(epilogue);
     e.spill_all();
     dynasm!(e.a
         ; .arch x64
@@ -322,40 +354,32 @@ pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, E
         ; ret
     );
 
-    // Jump table: labels resolve once the code is final, so record the
-    // label of each entry and read offsets after commit.
-    let jt_labels: Vec<Option<DynamicLabel>> = p
-        .jump_table_targets()
-        .iter()
-        .map(|&t| {
-            if t == INVALID_TARGET {
-                Ok(None)
-            } else {
-                // Entries are in ϖ, which always start a gas block.
-                e.charge[t as usize].map(Some).ok_or(Error::Unsupported(
-                    "JIT: a jump-table entry that does not start a gas block",
-                ))
-            }
-        })
-        .collect::<Result<_, _>>()?;
-    e.a.commit()
-        .map_err(|_| Error::Unsupported("JIT label resolution failed"))?;
-    let mut jump_table = Vec::with_capacity(jt_labels.len());
-    for l in jt_labels {
-        let off = match l {
-            Some(l) => {
-                e.a.labels()
-                    .resolve_dynamic(l)
-                    .map_err(|_| Error::Unsupported("JIT label resolution failed"))?
-                    .0 as u32
-            }
-            None => invalid_entry,
-        };
-        jump_table.push(off);
+    // Jump table: native offsets of the entries' charge prologues.
+    let mut jump_table = Vec::with_capacity(p.jump_table_targets().len());
+    for &t in p.jump_table_targets() {
+        jump_table.push(if t == INVALID_TARGET {
+            invalid_entry
+        } else {
+            // Entries are in ϖ, which always start a gas block.
+            e.labels[e.label(t as usize)?.0 as usize]
+        });
     }
-    let buf =
-        e.a.finalize()
-            .map_err(|_| Error::Unsupported("cannot finalize JIT code"))?;
+    let Emitter {
+        a, labels, fixups, ..
+    } = e;
+    let mut bytes = a
+        .finalize()
+        .map_err(|_| Error::Unsupported("JIT label resolution failed"))?;
+    for (at, l) in fixups {
+        let to = labels[l.0 as usize];
+        let rel = i64::from(to) - (i64::from(at) + 4);
+        let rel = i32::try_from(rel)
+            .ok()
+            .filter(|_| to != UNBOUND)
+            .ok_or(Error::Unsupported("JIT: a jump that cannot be encoded"))?;
+        bytes[at as usize..at as usize + 4].copy_from_slice(&rel.to_le_bytes());
+    }
+    let buf = executable(&bytes)?;
     Ok(Code {
         buf,
         starts,
@@ -365,28 +389,68 @@ pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, E
     })
 }
 
+/// `code` in fresh memory that can be executed and not written.
+fn executable(code: &[u8]) -> Result<memmap2::Mmap, Error> {
+    let mut map = memmap2::MmapMut::map_anon(code.len().max(1))
+        .map_err(|_| Error::Unsupported("cannot allocate JIT code"))?;
+    map[..code.len()].copy_from_slice(code);
+    // x86-64 keeps instruction fetch coherent with stores: no flush needed.
+    map.make_exec()
+        .map_err(|_| Error::Unsupported("cannot make JIT code executable"))
+}
+
 /// The native address of `off` in `buf`.
-pub(super) fn addr(buf: &dynasmrt::ExecutableBuffer, off: u32) -> *const u8 {
-    buf.ptr(AssemblyOffset(off as usize))
+pub(super) fn addr(buf: &memmap2::Mmap, off: u32) -> *const u8 {
+    buf[off as usize..].as_ptr()
 }
 
 use Bin::*;
 
 impl Emitter<'_> {
-    fn emit_charge(&mut self, i: usize, l: DynamicLabel) {
-        let cost = self.p.block_cost(self.p.block_of(i));
-        dynasm!(self.a ; .arch x64 ; =>l);
+    fn new_label(&mut self) -> Label {
+        self.labels.push(UNBOUND);
+        Label(self.labels.len() as u32 - 1)
+    }
+
+    /// Binds `l` here.
+    fn bind(&mut self, l: Label) {
+        self.labels[l.0 as usize] = self.a.offset().0 as u32;
+    }
+
+    /// A `rel32` field to fill in with the distance to `l`.
+    fn rel32(&mut self, l: Label) {
+        let at = self.a.offset().0 as u32;
+        self.a.push_i32(0);
+        self.fixups.push((at, l));
+    }
+
+    /// `jmp l`.
+    fn jmp(&mut self, l: Label) {
+        self.a.push(0xE9);
+        self.rel32(l);
+    }
+
+    /// `j<cc> l` (a [`cc`] code).
+    fn jcc(&mut self, code: u8, l: Label) {
+        self.a.push(0x0F);
+        self.a.push(0x80 | code);
+        self.rel32(l);
+    }
+
+    fn emit_charge(&mut self, i: usize, block: usize) {
+        let cost = self.p.block_cost(block);
+        self.bind(Label(block as u32));
         if cost == 0 {
             return;
         }
-        let oog = self.a.new_dynamic_label();
+        let oog = self.new_label();
         self.oog_stubs.push((oog, i as u32, cost));
         if let Ok(c) = i32::try_from(cost) {
             dynasm!(self.a ; .arch x64 ; sub QWORD [r15 + GAS], c);
         } else {
             dynasm!(self.a ; .arch x64 ; mov rax, QWORD cost as i64 ; sub QWORD [r15 + GAS], rax);
         }
-        dynasm!(self.a ; .arch x64 ; jb =>oog);
+        self.jcc(cc::B, oog);
     }
 
     fn exit(&mut self, i: usize, kind: u32, arg: u32) {
@@ -395,27 +459,27 @@ impl Emitter<'_> {
             ; mov DWORD [r15 + EXIT_IDX], i as i32
             ; mov DWORD [r15 + EXIT_ARG], arg as i32
             ; mov eax, kind as i32
-            ; jmp =>self.epilogue
         );
+        self.jmp(self.epilogue);
     }
 
     fn panic(&mut self, i: usize) {
         dynasm!(self.a
             ; .arch x64
             ; mov DWORD [r15 + EXIT_IDX], i as i32
-            ; jmp =>self.panic_common
         );
+        self.jmp(self.panic_common);
     }
 
     /// The label of the charge prologue of block-starting instruction `t`.
-    fn label(&self, t: usize) -> Result<DynamicLabel, Error> {
-        self.charge
-            .get(t)
-            .copied()
-            .flatten()
-            .ok_or(Error::Unsupported(
+    fn label(&self, t: usize) -> Result<Label, Error> {
+        let b = self.p.block_of(t);
+        if self.p.block_start(b) != t {
+            return Err(Error::Unsupported(
                 "JIT: a jump target that does not start a gas block",
-            ))
+            ));
+        }
+        Ok(Label(b as u32))
     }
 
     /// Continues at block-starting instruction `t` (nothing to emit when
@@ -423,7 +487,7 @@ impl Emitter<'_> {
     fn goto(&mut self, t: usize) -> Result<(), Error> {
         let l = self.label(t)?;
         if t != self.cur + 1 {
-            dynasm!(self.a ; .arch x64 ; jmp =>l);
+            self.jmp(l);
         }
         Ok(())
     }
@@ -498,21 +562,17 @@ impl Emitter<'_> {
             return;
         }
         let need: i8 = if write { 2 } else { 1 };
-        let fail = self.a.new_dynamic_label();
+        let fail = self.new_label();
         self.access_stubs.push((fail, self.cur as u32));
         match at {
             Addr::Abs(k) => {
                 let first = (k as u32 >> 12) as i32;
                 let last = ((k as u32 + u32::from(size) - 1) >> 12) as i32;
-                dynasm!(self.a ; .arch x64
-                    ; cmp BYTE [r15 + PERM_OFFSET + first], need
-                    ; jb =>fail
-                );
+                dynasm!(self.a ; .arch x64 ; cmp BYTE [r15 + PERM_OFFSET + first], need);
+                self.jcc(cc::B, fail);
                 if last != first {
-                    dynasm!(self.a ; .arch x64
-                        ; cmp BYTE [r15 + PERM_OFFSET + last], need
-                        ; jb =>fail
-                    );
+                    dynasm!(self.a ; .arch x64 ; cmp BYTE [r15 + PERM_OFFSET + last], need);
+                    self.jcc(cc::B, fail);
                 }
             }
             Addr::Rax => {
@@ -520,19 +580,22 @@ impl Emitter<'_> {
                     ; mov QWORD [r15 + TMP], rax
                     ; shr eax, 12
                     ; cmp BYTE [r15 + rax + PERM_OFFSET], need
-                    ; jb =>fail
                 );
+                self.jcc(cc::B, fail);
                 if size > 1 {
                     // The last byte's page; past 2^32 the access wraps into
                     // page 0, which is never accessible.
                     dynasm!(self.a ; .arch x64
                         ; mov rax, QWORD [r15 + TMP]
                         ; add eax, i32::from(size) - 1
-                        ; jc =>fail
+                    );
+                    // Carry: the last byte is past 2^32.
+                    self.jcc(cc::B, fail);
+                    dynasm!(self.a ; .arch x64
                         ; shr eax, 12
                         ; cmp BYTE [r15 + rax + PERM_OFFSET], need
-                        ; jb =>fail
                     );
+                    self.jcc(cc::B, fail);
                 }
                 dynasm!(self.a ; .arch x64 ; mov rax, QWORD [r15 + TMP]);
             }
@@ -964,11 +1027,11 @@ impl Emitter<'_> {
     }
 
     /// A conditional branch `if reg[a] CC y goto target else goto i + 1`.
-    fn branch(&mut self, i: usize, a: u8, y: Src, cc: Cc) -> Result<(), Error> {
+    fn branch(&mut self, i: usize, a: u8, y: Src, cond: Cc) -> Result<(), Error> {
         let taken = match self.p.transfer(i) {
             Transfer::To(t) => self.label(t)?,
             Transfer::PanicWhenTaken => {
-                let l = self.a.new_dynamic_label();
+                let l = self.new_label();
                 self.panic_stubs.push((l, i as u32));
                 l
             }
@@ -984,18 +1047,19 @@ impl Emitter<'_> {
             Src::Imm(0) => dynasm!(self.a ; .arch x64 ; test Rq(ra), Rq(ra)),
             Src::Imm(v) => dynasm!(self.a ; .arch x64 ; cmp Rq(ra), v as i32),
         }
-        match cc {
-            Cc::Eq => dynasm!(self.a ; .arch x64 ; je =>taken),
-            Cc::Ne => dynasm!(self.a ; .arch x64 ; jne =>taken),
-            Cc::LtU => dynasm!(self.a ; .arch x64 ; jb =>taken),
-            Cc::LeU => dynasm!(self.a ; .arch x64 ; jbe =>taken),
-            Cc::GeU => dynasm!(self.a ; .arch x64 ; jae =>taken),
-            Cc::GtU => dynasm!(self.a ; .arch x64 ; ja =>taken),
-            Cc::LtS => dynasm!(self.a ; .arch x64 ; jl =>taken),
-            Cc::LeS => dynasm!(self.a ; .arch x64 ; jle =>taken),
-            Cc::GeS => dynasm!(self.a ; .arch x64 ; jge =>taken),
-            Cc::GtS => dynasm!(self.a ; .arch x64 ; jg =>taken),
-        }
+        let code = match cond {
+            Cc::Eq => cc::E,
+            Cc::Ne => cc::NE,
+            Cc::LtU => cc::B,
+            Cc::LeU => cc::BE,
+            Cc::GeU => cc::AE,
+            Cc::GtU => cc::A,
+            Cc::LtS => cc::L,
+            Cc::LeS => cc::LE,
+            Cc::GeS => cc::GE,
+            Cc::GtS => cc::G,
+        };
+        self.jcc(code, taken);
         self.goto(i + 1)
     }
 
@@ -1025,8 +1089,8 @@ impl Emitter<'_> {
                 dynasm!(self.a
                     ; .arch x64
                     ; mov DWORD [r15 + EXIT_IDX], i as i32
-                    ; jmp =>self.djump
                 );
+                self.jmp(self.djump);
             }
             I::LoadImm(x) => self.load_to(host(r(x.a)), Src::Imm(x.imm)),
             I::LoadU8(x) => self.load(r(x.a), None, x.imm, 1, false),
@@ -1185,8 +1249,8 @@ impl Emitter<'_> {
                 dynasm!(self.a
                     ; .arch x64
                     ; mov DWORD [r15 + EXIT_IDX], i as i32
-                    ; jmp =>self.djump
                 );
+                self.jmp(self.djump);
             }
             I::Add32(x) => self.three(Add32, x),
             I::Sub32(x) => self.three(Sub32, x),
