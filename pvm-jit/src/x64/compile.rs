@@ -34,16 +34,22 @@
 //! bodies and contain no guest memory access, so a faulting native offset
 //! always falls inside the body of the instruction that faulted.
 
+use super::buffers::{self, CodeBuf};
 use super::{exit_kind, Ctx, PERM_OFFSET};
+use core::mem::ManuallyDrop;
 use core::mem::{offset_of, size_of};
-use dynasmrt::{dynasm, x64::X64Relocation, DynasmApi, DynasmLabelApi, VecAssembler};
+use dynasmrt::{dynasm, DynasmApi};
 use pvm_core::isa::Instruction as I;
 use pvm_core::program::INVALID_TARGET;
 use pvm_core::{Error, Program, Transfer};
 
 /// The compiled code and what the runtime needs to find its way in it.
 pub(super) struct Code {
-    pub buf: memmap2::Mmap,
+    /// The mapping holding the code (perhaps longer than it: see
+    /// `buffers.rs`); it goes back to the pool on drop.
+    pub buf: ManuallyDrop<memmap2::Mmap>,
+    /// Bytes of code at the start of `buf`.
+    pub len: usize,
     /// Native offset of each instruction's body.
     pub starts: Vec<u32>,
     /// Native offset of the charge prologue of each jump-table entry (or of
@@ -53,6 +59,14 @@ pub(super) struct Code {
     pub entry: u32,
     /// Native offset of the page-fault stub the signal handler resumes at.
     pub fault_stub: u32,
+}
+
+impl Drop for Code {
+    fn drop(&mut self) {
+        // SAFETY: `buf` is taken once, here, and not used afterwards.
+        let map = unsafe { ManuallyDrop::take(&mut self.buf) };
+        buffers::MAPS.give_back(map);
+    }
 }
 
 /// Offset of a context field from the window base (`r15`).
@@ -173,7 +187,7 @@ enum Addr {
     Abs(i32),
 }
 
-type Assembler = VecAssembler<X64Relocation>;
+type Assembler = CodeBuf;
 
 /// A jump target in the code being generated: an index into
 /// [`Emitter::labels`]. Labels `0..blocks` are the gas blocks' charge
@@ -207,7 +221,7 @@ struct Emitter<'p> {
     labels: Vec<u32>,
     /// The `rel32` fields to fill in once every label is bound: offset of
     /// the field, label.
-    fixups: Vec<(u32, Label)>,
+    fixups: Vec<(u32, u32)>,
     epilogue: Label,
     djump: Label,
     panic_common: Label,
@@ -226,18 +240,21 @@ struct Emitter<'p> {
 pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, Error> {
     let n = p.instructions().len();
     let blocks = p.block_count();
-    // Sized from measured programs (DOOM: about 15 bytes per instruction,
-    // two labels and three references per block) so that the buffers
-    // rarely grow. `dynasmrt`'s own labels serve only a few local jumps.
-    let a = Assembler::new_with_capacity(0, 16 * n + 4096, 0, 0, 8, 0, 8);
-    let mut labels = Vec::with_capacity(2 * blocks + 8);
+    // The buffers of an earlier compilation if there are any, sized from
+    // measured programs (DOOM: about 15 bytes per instruction, two labels
+    // and three references per block) so that they rarely grow.
+    let scratch = buffers::scratch();
+    let (mut a, mut labels, mut fixups) = (scratch.code, scratch.labels, scratch.fixups);
+    a.0.reserve(16 * n + 4096);
+    labels.reserve(2 * blocks + 8);
+    fixups.reserve(3 * blocks + 8);
     // Labels 0..blocks: the charge prologues.
     labels.resize(blocks, UNBOUND);
     let mut e = Emitter {
         a,
         p,
         labels,
-        fixups: Vec::with_capacity(3 * blocks + 8),
+        fixups,
         epilogue: Label(UNBOUND),
         djump: Label(UNBOUND),
         panic_common: Label(UNBOUND),
@@ -365,13 +382,14 @@ pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, E
         });
     }
     let Emitter {
-        a, labels, fixups, ..
+        a: mut code,
+        labels,
+        fixups,
+        ..
     } = e;
-    let mut bytes = a
-        .finalize()
-        .map_err(|_| Error::Unsupported("JIT label resolution failed"))?;
-    for (at, l) in fixups {
-        let to = labels[l.0 as usize];
+    let bytes = &mut code.0;
+    for &(at, l) in &fixups {
+        let to = labels[l as usize];
         let rel = i64::from(to) - (i64::from(at) + 4);
         let rel = i32::try_from(rel)
             .ok()
@@ -379,24 +397,21 @@ pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, E
             .ok_or(Error::Unsupported("JIT: a jump that cannot be encoded"))?;
         bytes[at as usize..at as usize + 4].copy_from_slice(&rel.to_le_bytes());
     }
-    let buf = executable(&bytes)?;
+    let buf = buffers::MAPS.executable(bytes)?;
+    let len = bytes.len();
+    buffers::give_back_scratch(buffers::Scratch {
+        code,
+        labels,
+        fixups,
+    });
     Ok(Code {
-        buf,
+        buf: ManuallyDrop::new(buf),
+        len,
         starts,
         jump_table,
         entry,
         fault_stub,
     })
-}
-
-/// `code` in fresh memory that can be executed and not written.
-fn executable(code: &[u8]) -> Result<memmap2::Mmap, Error> {
-    let mut map = memmap2::MmapMut::map_anon(code.len().max(1))
-        .map_err(|_| Error::Unsupported("cannot allocate JIT code"))?;
-    map[..code.len()].copy_from_slice(code);
-    // x86-64 keeps instruction fetch coherent with stores: no flush needed.
-    map.make_exec()
-        .map_err(|_| Error::Unsupported("cannot make JIT code executable"))
 }
 
 /// The native address of `off` in `buf`.
@@ -421,7 +436,7 @@ impl Emitter<'_> {
     fn rel32(&mut self, l: Label) {
         let at = self.a.offset().0 as u32;
         self.a.push_i32(0);
-        self.fixups.push((at, l));
+        self.fixups.push((at, l.0));
     }
 
     /// `jmp l`.
@@ -742,105 +757,88 @@ impl Emitter<'_> {
             ; mov QWORD [r15 + reg_off(guest_of(RDX))], rdx
         );
         self.load_to(RCX, y);
-        let done = self.a.new_dynamic_label();
+        let done = self.new_label();
         match op {
             Bin::Add32 => dynasm!(self.a ; .arch x64 ; add eax, ecx ; movsxd rax, eax),
             Bin::Sub32 => dynasm!(self.a ; .arch x64 ; sub eax, ecx ; movsxd rax, eax),
             Bin::Mul32 => dynasm!(self.a ; .arch x64 ; imul eax, ecx ; movsxd rax, eax),
-            Bin::DivU32 => dynasm!(self.a ; .arch x64
-                ; mov rdx, -1
-                ; test ecx, ecx
-                ; cmovz rax, rdx
-                ; jz =>done
-                ; xor edx, edx
-                ; div ecx
-                ; movsxd rax, eax
-            ),
-            Bin::DivS32 => dynasm!(self.a ; .arch x64
-                ; mov rdx, -1
-                ; test ecx, ecx
-                ; cmovz rax, rdx
-                ; jz =>done
-                ; cmp ecx, -1
-                ; jne >go
-                ; cmp eax, i32::MIN
-                ; jne >go
-                ; movsxd rax, eax
-                ; jmp =>done
-                ; go:
-                ; cdq
-                ; idiv ecx
-                ; movsxd rax, eax
-            ),
-            Bin::RemU32 => dynasm!(self.a ; .arch x64
-                ; test ecx, ecx
-                ; jz >zero
-                ; xor edx, edx
-                ; div ecx
-                ; mov eax, edx
-                ; zero:
-                ; movsxd rax, eax
-            ),
-            Bin::RemS32 => dynasm!(self.a ; .arch x64
-                ; test ecx, ecx
-                ; jz >zero
-                ; cmp ecx, -1
-                ; jne >go
-                ; xor eax, eax
-                ; jmp >zero
-                ; go:
-                ; cdq
-                ; idiv ecx
-                ; mov eax, edx
-                ; zero:
-                ; movsxd rax, eax
-            ),
+            Bin::DivU32 => {
+                dynasm!(self.a ; .arch x64 ; mov rdx, -1 ; test ecx, ecx ; cmovz rax, rdx);
+                self.jcc(cc::E, done);
+                dynasm!(self.a ; .arch x64 ; xor edx, edx ; div ecx ; movsxd rax, eax);
+            }
+            Bin::DivS32 => {
+                let go = self.new_label();
+                dynasm!(self.a ; .arch x64 ; mov rdx, -1 ; test ecx, ecx ; cmovz rax, rdx);
+                self.jcc(cc::E, done);
+                dynasm!(self.a ; .arch x64 ; cmp ecx, -1);
+                self.jcc(cc::NE, go);
+                dynasm!(self.a ; .arch x64 ; cmp eax, i32::MIN);
+                self.jcc(cc::NE, go);
+                dynasm!(self.a ; .arch x64 ; movsxd rax, eax);
+                self.jmp(done);
+                self.bind(go);
+                dynasm!(self.a ; .arch x64 ; cdq ; idiv ecx ; movsxd rax, eax);
+            }
+            Bin::RemU32 => {
+                let zero = self.new_label();
+                dynasm!(self.a ; .arch x64 ; test ecx, ecx);
+                self.jcc(cc::E, zero);
+                dynasm!(self.a ; .arch x64 ; xor edx, edx ; div ecx ; mov eax, edx);
+                self.bind(zero);
+                dynasm!(self.a ; .arch x64 ; movsxd rax, eax);
+            }
+            Bin::RemS32 => {
+                let (go, zero) = (self.new_label(), self.new_label());
+                dynasm!(self.a ; .arch x64 ; test ecx, ecx);
+                self.jcc(cc::E, zero);
+                dynasm!(self.a ; .arch x64 ; cmp ecx, -1);
+                self.jcc(cc::NE, go);
+                dynasm!(self.a ; .arch x64 ; xor eax, eax);
+                self.jmp(zero);
+                self.bind(go);
+                dynasm!(self.a ; .arch x64 ; cdq ; idiv ecx ; mov eax, edx);
+                self.bind(zero);
+                dynasm!(self.a ; .arch x64 ; movsxd rax, eax);
+            }
             Bin::Shl32 => dynasm!(self.a ; .arch x64 ; shl eax, cl ; movsxd rax, eax),
             Bin::Shr32 => dynasm!(self.a ; .arch x64 ; shr eax, cl ; movsxd rax, eax),
             Bin::Sar32 => dynasm!(self.a ; .arch x64 ; sar eax, cl ; movsxd rax, eax),
             Bin::Add64 => dynasm!(self.a ; .arch x64 ; add rax, rcx),
             Bin::Sub64 => dynasm!(self.a ; .arch x64 ; sub rax, rcx),
             Bin::Mul64 => dynasm!(self.a ; .arch x64 ; imul rax, rcx),
-            Bin::DivU64 => dynasm!(self.a ; .arch x64
-                ; mov rdx, -1
-                ; test rcx, rcx
-                ; cmovz rax, rdx
-                ; jz =>done
-                ; xor edx, edx
-                ; div rcx
-            ),
-            Bin::DivS64 => dynasm!(self.a ; .arch x64
-                ; mov rdx, -1
-                ; test rcx, rcx
-                ; cmovz rax, rdx
-                ; jz =>done
-                ; cmp rcx, -1
-                ; jne >go
-                ; neg rax
-                ; jmp =>done
-                ; go:
-                ; cqo
-                ; idiv rcx
-            ),
-            Bin::RemU64 => dynasm!(self.a ; .arch x64
-                ; test rcx, rcx
-                ; jz =>done
-                ; xor edx, edx
-                ; div rcx
-                ; mov rax, rdx
-            ),
-            Bin::RemS64 => dynasm!(self.a ; .arch x64
-                ; test rcx, rcx
-                ; jz =>done
-                ; cmp rcx, -1
-                ; jne >go
-                ; xor eax, eax
-                ; jmp =>done
-                ; go:
-                ; cqo
-                ; idiv rcx
-                ; mov rax, rdx
-            ),
+            Bin::DivU64 => {
+                dynasm!(self.a ; .arch x64 ; mov rdx, -1 ; test rcx, rcx ; cmovz rax, rdx);
+                self.jcc(cc::E, done);
+                dynasm!(self.a ; .arch x64 ; xor edx, edx ; div rcx);
+            }
+            Bin::DivS64 => {
+                let go = self.new_label();
+                dynasm!(self.a ; .arch x64 ; mov rdx, -1 ; test rcx, rcx ; cmovz rax, rdx);
+                self.jcc(cc::E, done);
+                dynasm!(self.a ; .arch x64 ; cmp rcx, -1);
+                self.jcc(cc::NE, go);
+                dynasm!(self.a ; .arch x64 ; neg rax);
+                self.jmp(done);
+                self.bind(go);
+                dynasm!(self.a ; .arch x64 ; cqo ; idiv rcx);
+            }
+            Bin::RemU64 => {
+                dynasm!(self.a ; .arch x64 ; test rcx, rcx);
+                self.jcc(cc::E, done);
+                dynasm!(self.a ; .arch x64 ; xor edx, edx ; div rcx ; mov rax, rdx);
+            }
+            Bin::RemS64 => {
+                let go = self.new_label();
+                dynasm!(self.a ; .arch x64 ; test rcx, rcx);
+                self.jcc(cc::E, done);
+                dynasm!(self.a ; .arch x64 ; cmp rcx, -1);
+                self.jcc(cc::NE, go);
+                dynasm!(self.a ; .arch x64 ; xor eax, eax);
+                self.jmp(done);
+                self.bind(go);
+                dynasm!(self.a ; .arch x64 ; cqo ; idiv rcx ; mov rax, rdx);
+            }
             Bin::Shl64 => dynasm!(self.a ; .arch x64 ; shl rax, cl),
             Bin::Shr64 => dynasm!(self.a ; .arch x64 ; shr rax, cl),
             Bin::Sar64 => dynasm!(self.a ; .arch x64 ; sar rax, cl),
@@ -875,9 +873,9 @@ impl Emitter<'_> {
             Bin::Min => dynasm!(self.a ; .arch x64 ; cmp rax, rcx ; cmovg rax, rcx),
             Bin::MinU => dynasm!(self.a ; .arch x64 ; cmp rax, rcx ; cmova rax, rcx),
         }
+        self.bind(done);
         dynasm!(self.a
             ; .arch x64
-            ; =>done
             ; mov rcx, QWORD [r15 + reg_off(guest_of(RCX))]
             ; mov rdx, QWORD [r15 + reg_off(guest_of(RDX))]
         );

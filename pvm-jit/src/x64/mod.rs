@@ -2,6 +2,7 @@
 //! the run loop. Code generation is in `compile.rs`, fault handling (and the
 //! safety argument for guest memory accesses) in `signal.rs`.
 
+mod buffers;
 mod compile;
 mod signal;
 
@@ -435,7 +436,7 @@ impl core::fmt::Debug for JitInstance {
             .field("pc", &self.cur.pc())
             .field("gas", &self.mem.ctx().gas)
             .field("regs", &self.mem.ctx().regs)
-            .field("code_bytes", &self.code.buf.len())
+            .field("code_bytes", &self.code.len)
             .finish()
     }
 }
@@ -494,7 +495,7 @@ impl JitInstance {
     }
     /// Size of the generated code in bytes.
     pub fn code_size(&self) -> usize {
-        self.code.buf.len()
+        self.code.len
     }
     /// The program this instance runs.
     pub fn program(&self) -> &Program {
@@ -616,7 +617,7 @@ impl JitInstance {
             unsafe { (&raw mut (*ctx).fault_rip, &raw mut (*ctx).fault_addr) };
         signal::set_running(signal::Running {
             code_start,
-            code_end: code_start + buf.len(),
+            code_end: code_start + self.code.len,
             fault_stub: compile::addr(buf, self.code.fault_stub) as usize,
             fault_rip,
             fault_addr,
