@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 /// Gas for one run of a C benchmark: far more than any of them needs.
 const GAS: u64 = u64::MAX / 2;
 
-/// Loads a standard program and switches it to the naive gas model.
+/// Loads a standard program, switches it to the naive gas model and builds
+/// the interpreter's form (compiled once at load, outside the timed runs).
 fn load(path: &Path) -> Result<(Program, FlatMemory), String> {
     let mut loaded = pvm_std::load::load_file(path, false, Profile::V0_8, &[])
         .map_err(|e| format!("ours: {e}"))?;
@@ -19,6 +20,7 @@ fn load(path: &Path) -> Result<(Program, FlatMemory), String> {
         .program
         .set_gas_model(&pvm_core::gas::Naive)
         .map_err(|e| format!("ours: {}: naive gas model: {e}", path.display()))?;
+    loaded.program.prepare_interpreter();
     Ok((loaded.program, loaded.initial.memory))
 }
 

@@ -752,6 +752,13 @@ impl Program {
         (self.block_rank[word] + upto.count_ones()) as usize - 1
     }
 
+    /// Builds the interpreter's form of the program now. Without this, the
+    /// first interpreter run builds it (once; the recompiler never needs
+    /// it). For hosts that want the first run's latency predictable.
+    pub fn prepare_interpreter(&self) {
+        self.compiled();
+    }
+
     /// The interpreter's form, built on first use.
     pub(crate) fn compiled(&self) -> &Compiled {
         self.compiled.0.call_once(|| crate::interp::compile(self))
@@ -798,6 +805,33 @@ mod tests {
         assert_ne!(default_costs, costs(&at));
     }
     use alloc::vec;
+
+    #[test]
+    fn changing_the_gas_model_after_a_run_reaches_the_interpreter() {
+        use crate::interp::Vm;
+        use crate::memory::PagedMemory;
+        let bytes = crate::asm::assemble(
+            "jump next\nnext:\nload_imm r7, 1\nadd_64 r8, r7, r7\nadd_64 r8, r8, r7\ntrap\n",
+            Profile::V0_8,
+        )
+        .unwrap();
+        // Block 1 is entered by a jump: the interpreter's form charges it.
+        let mut p = Program::from_bytes(&bytes, Profile::V0_8).unwrap();
+        let used = |p: &Program| {
+            let mut vm = Vm::new(p, PagedMemory::new(), 0, 1000);
+            vm.run().unwrap();
+            1000 - vm.gas()
+        };
+        // The first run builds the interpreter's form with the pipeline costs.
+        let pipeline = used(&p);
+        assert_eq!(pipeline, p.block_cost(0) + p.block_cost(1));
+        p.set_gas_model(&crate::gas::Naive).unwrap();
+        assert_eq!((p.block_cost(0), p.block_cost(1)), (1, 4));
+        assert_ne!(pipeline, 5);
+        assert_eq!(used(&p), 5, "the interpreter kept the old costs");
+        p.prepare_interpreter();
+        assert_eq!(used(&p.clone()), 5);
+    }
 
     fn blob(code: &[u8], starts: &[usize]) -> Vec<u8> {
         Blob::from_code(code, starts.iter().copied()).to_bytes()
