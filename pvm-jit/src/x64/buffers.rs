@@ -86,6 +86,34 @@ pub(super) fn give_back_scratch(mut s: Scratch) {
     }
 }
 
+/// The native offset table of the instance dropped last (see
+/// [`starts`]), if it was not too big.
+static STARTS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// An empty table for the native offset of each instruction, kept from a
+/// dropped instance if there is one.
+pub(super) fn starts(n: usize) -> Vec<u32> {
+    let mut v = STARTS
+        .try_lock()
+        .map(|mut kept| core::mem::take(&mut *kept))
+        .unwrap_or_default();
+    v.reserve(n);
+    v
+}
+
+/// Gives a dropped instance's offset table back.
+pub(super) fn give_back_starts(mut v: Vec<u32>) {
+    if 4 * v.capacity() > SCRATCH_MAX_BYTES {
+        return;
+    }
+    v.clear();
+    if let Ok(mut kept) = STARTS.try_lock() {
+        if kept.capacity() < v.capacity() {
+            *kept = v;
+        }
+    }
+}
+
 /// Code mappings kept, and their total size.
 const MAPS_MAX: usize = 8;
 const MAPS_MAX_BYTES: usize = 128 << 20;

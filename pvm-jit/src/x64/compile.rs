@@ -66,6 +66,7 @@ impl Drop for Code {
         // SAFETY: `buf` is taken once, here, and not used afterwards.
         let map = unsafe { ManuallyDrop::take(&mut self.buf) };
         buffers::MAPS.give_back(map);
+        buffers::give_back_starts(core::mem::take(&mut self.starts));
     }
 }
 
@@ -286,7 +287,7 @@ pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, E
     e.reload_all();
     dynasm!(e.a ; .arch x64 ; jmp rax);
 
-    let mut starts = Vec::with_capacity(n);
+    let mut starts = buffers::starts(n);
     let mut next_block = 0;
     for i in 0..n {
         if next_block < blocks && p.block_start(next_block) == i {
