@@ -875,6 +875,32 @@ mod tests {
     use alloc::vec;
 
     #[test]
+    fn a_program_decoded_into_kept_tables_equals_one_decoded_before() {
+        let small = crate::asm::assemble(
+            "load_imm r7, 1\njump next\nnext:\nbranch_eq_imm r7, 1, next\ntrap\n",
+            Profile::V0_8,
+        )
+        .unwrap();
+        let mut text = alloc::string::String::new();
+        for k in 0..3000 {
+            text.push_str(&alloc::format!(
+                "l{k}:\nadd_imm_64 r8, r8, {k}\njump l{}\n",
+                k + 1
+            ));
+        }
+        text.push_str("l3000:\ntrap\n");
+        let big = crate::asm::assemble(&text, Profile::V0_8).unwrap();
+        let before = Program::from_bytes(&small, Profile::V0_8).unwrap();
+        // Dropping the big program keeps its (larger) tables for the next.
+        drop(Program::from_bytes(&big, Profile::V0_8).unwrap());
+        let after = Program::from_bytes(&small, Profile::V0_8).unwrap();
+        assert_eq!(after.insts, before.insts);
+        assert_eq!(after.pcs, before.pcs);
+        assert_eq!(after.targets, before.targets);
+        assert_eq!(after.targets, [INVALID_TARGET, 2, 2, INVALID_TARGET]);
+    }
+
+    #[test]
     fn changing_the_gas_model_after_a_run_reaches_the_interpreter() {
         use crate::interp::Vm;
         use crate::memory::PagedMemory;
