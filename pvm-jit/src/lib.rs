@@ -37,8 +37,18 @@ pub fn is_available() -> bool {
 pub enum MemoryChecks {
     /// Page protection of the 4 GiB window and a SIGSEGV/SIGBUS handler
     /// that turns a native fault into the PVM's exit: no code per access.
+    /// Where the kernel lets user code set the GS segment base (Linux 5.9+
+    /// on CPUs with FSGSBASE), guest code runs with GS at the window and
+    /// each load or store is one instruction with 32-bit addressing, which
+    /// is the PVM's wrap at 2^32; the host's GS base is restored on every
+    /// exit. Elsewhere this is [`HardwareNoSegment`](Self::HardwareNoSegment).
     #[default]
     Hardware,
+    /// Page protection as [`Hardware`](Self::Hardware), addressing guest
+    /// memory through a base register only (the 32-bit address first, then
+    /// the access: two instructions), never touching GS: for hosts whose
+    /// threads use the GS base themselves.
+    HardwareNoSegment,
     /// An explicit check of a per-page access table before every load and
     /// store, and no signal handler: for hosts that cannot give up SIGSEGV.
     /// Slower.

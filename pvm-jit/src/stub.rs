@@ -56,6 +56,9 @@ impl JitInstance {
     pub fn code_size(&self) -> usize {
         match self.0 {}
     }
+    pub fn segment_addressing(&self) -> bool {
+        match self.0 {}
+    }
     pub fn program(&self) -> &Program {
         match self.0 {}
     }

@@ -70,8 +70,14 @@ fn program(text: &str) -> Program {
     p
 }
 
-/// Both ways the JIT keeps guest accesses in bounds; every test runs both.
-const MODES: [MemoryChecks; 2] = [MemoryChecks::Hardware, MemoryChecks::Explicit];
+/// The ways the JIT keeps guest accesses in bounds (page protection with
+/// segment or base-register addressing, explicit checks); every test runs
+/// each.
+const MODES: [MemoryChecks; 3] = [
+    MemoryChecks::Hardware,
+    MemoryChecks::HardwareNoSegment,
+    MemoryChecks::Explicit,
+];
 
 /// Whether the JIT runs on this machine; if not, says why (the test then
 /// returns without checking anything).
@@ -1124,7 +1130,7 @@ fn concurrent_guests_each_get_their_own_faults() {
             barrier.wait();
             let mut n = 0;
             for k in 0..60u64 {
-                let mut vm = JitInstance::with_checks(&p, MODES[k as usize % 2]).unwrap();
+                let mut vm = JitInstance::with_checks(&p, MODES[k as usize % MODES.len()]).unwrap();
                 vm.map(0, 16, Access::Write);
                 vm.set_reg(8, k * 0x400);
                 vm.set_gas(if k % 3 == 0 { 1000 } else { 100_000 });

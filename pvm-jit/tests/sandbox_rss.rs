@@ -98,12 +98,12 @@ loop:
 /// depending on `i` and stops in one of four ways; checks the exit. Returns
 /// the resident set measured before the instance is dropped, if `measure`.
 fn iteration(p: &Program, i: u32, measure: bool) -> Option<u64> {
-    // Both memory-check modes, each with all four endings.
-    let checks = if (i / 4) % 2 == 0 {
-        MemoryChecks::Hardware
-    } else {
-        MemoryChecks::Explicit
-    };
+    // Every memory-check mode, each with all four endings.
+    let checks = [
+        MemoryChecks::Hardware,
+        MemoryChecks::HardwareNoSegment,
+        MemoryChecks::Explicit,
+    ][(i / 4) as usize % 3];
     let mut vm = JitInstance::with_checks(p, checks).unwrap();
     let pages = DIRTY / PAGE_SIZE;
     // Regions spread over the whole 4 GiB window.
@@ -242,9 +242,13 @@ fn a_thousand_faulting_guests_leave_memory_flat() {
     let before = usage();
     let mut peak_rss = before.rss;
     let mut live_rss = u64::MAX;
-    for checks in [MemoryChecks::Hardware, MemoryChecks::Explicit] {
+    for checks in [
+        MemoryChecks::Hardware,
+        MemoryChecks::HardwareNoSegment,
+        MemoryChecks::Explicit,
+    ] {
         let mut vm = JitInstance::with_checks(&p, checks).unwrap();
-        for i in 0..ITERATIONS / 2 {
+        for i in 0..ITERATIONS / 3 {
             let first = 16 + (i * 1031 * pages) % ((1 << 20) - 16 - pages);
             let start = first * PAGE_SIZE;
             vm.map(first, pages, Access::Write);
@@ -276,8 +280,9 @@ fn a_thousand_faulting_guests_leave_memory_flat() {
     }
     let after = usage();
     eprintln!(
-        "two instances, {ITERATIONS} x 1 MiB mapped, dirtied, unmapped: RSS {:.1} -> {:.1} MiB \
+        "three instances (one per mode), {} x 1 MiB mapped, dirtied, unmapped: RSS {:.1} -> {:.1} MiB \
          (peak with an instance alive, after unmapping {:.1}; lowest while mapped {:.1}), VmSize {:.1} -> {:.1} MiB",
+        3 * (ITERATIONS / 3),
         mib(before.rss),
         mib(after.rss),
         mib(peak_rss),

@@ -82,6 +82,9 @@ enum BackendArg {
     /// The recompiler checking every memory access explicitly instead of
     /// relying on page protection and a signal handler (slower).
     JitChecked,
+    /// The recompiler with page protection, never using the GS segment
+    /// base (`jit` uses it where the kernel allows).
+    JitNoseg,
 }
 
 impl BackendArg {
@@ -100,6 +103,7 @@ impl From<BackendArg> for vectors::Backend {
         match b.resolve() {
             BackendArg::Jit => vectors::Backend::Jit,
             BackendArg::JitChecked => vectors::Backend::JitChecked,
+            BackendArg::JitNoseg => vectors::Backend::JitNoSegment,
             _ => vectors::Backend::Interp,
         }
     }
@@ -306,7 +310,7 @@ fn cmd_run(args: RunArgs) -> Result<(), String> {
     // Tracing is the interpreter's; `auto` then means the interpreter.
     let backend = match backend {
         BackendArg::Auto if trace => BackendArg::Interp,
-        BackendArg::Jit | BackendArg::JitChecked if trace => {
+        BackendArg::Jit | BackendArg::JitChecked | BackendArg::JitNoseg if trace => {
             return Err("--trace needs --backend interp".into())
         }
         b => b.resolve(),
@@ -351,20 +355,23 @@ fn cmd_run(args: RunArgs) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
             (exit, start.elapsed(), vm.pc(), vm.gas(), *vm.regs())
         }
-        BackendArg::Jit | BackendArg::JitChecked => {
-            let checks = if backend == BackendArg::Jit {
-                pvm_jit::MemoryChecks::Hardware
-            } else {
-                pvm_jit::MemoryChecks::Explicit
-            };
+        BackendArg::Jit | BackendArg::JitChecked | BackendArg::JitNoseg => {
+            let checks = vectors::Backend::from(backend)
+                .memory_checks()
+                .unwrap_or(pvm_jit::MemoryChecks::Hardware);
             let mut vm =
                 pvm_std::jit::instance_with_checks(&loaded.program, &initial.memory, checks)
                     .map_err(|e| format!("jit: {e}"))?;
             eprintln!(
-                "jit: compiled {} instructions to {} bytes in {:.3} ms",
+                "jit: compiled {} instructions to {} bytes in {:.3} ms ({})",
                 loaded.program.instructions().len(),
                 vm.code_size(),
-                vm.compile_time().as_secs_f64() * 1e3
+                vm.compile_time().as_secs_f64() * 1e3,
+                match checks {
+                    pvm_jit::MemoryChecks::Explicit => "explicit access checks",
+                    _ if vm.segment_addressing() => "page protection, GS-based addressing",
+                    _ => "page protection, base-register addressing",
+                }
             );
             *vm.regs_mut() = initial.regs;
             vm.set_heap(heap);
@@ -476,12 +483,14 @@ fn cmd_doom(
         BackendArg::Jit => {
             pvm_std::doom::run_jit(&loaded.program, loaded.initial.memory, &mut host, ticks)?
         }
-        BackendArg::JitChecked => pvm_std::doom::run_jit_with(
+        BackendArg::JitChecked | BackendArg::JitNoseg => pvm_std::doom::run_jit_with(
             &loaded.program,
             loaded.initial.memory,
             &mut host,
             ticks,
-            pvm_jit::MemoryChecks::Explicit,
+            vectors::Backend::from(backend)
+                .memory_checks()
+                .unwrap_or(pvm_jit::MemoryChecks::Explicit),
         )?,
     };
     println!(

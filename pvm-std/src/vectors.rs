@@ -370,6 +370,9 @@ pub enum Backend {
     /// The recompiler with explicit memory checks instead of page
     /// protection and signals (`pvm_jit::MemoryChecks::Explicit`).
     JitChecked,
+    /// The recompiler with page protection, addressing guest memory
+    /// through a base register only (`pvm_jit::MemoryChecks::HardwareNoSegment`).
+    JitNoSegment,
 }
 
 impl Backend {
@@ -378,7 +381,18 @@ impl Backend {
             "interp" => Some(Backend::Interp),
             "jit" => Some(Backend::Jit),
             "jit-checked" => Some(Backend::JitChecked),
+            "jit-noseg" => Some(Backend::JitNoSegment),
             _ => None,
+        }
+    }
+
+    /// The recompiler's memory checks for a recompiler backend.
+    pub fn memory_checks(self) -> Option<pvm_jit::MemoryChecks> {
+        match self {
+            Backend::Interp => None,
+            Backend::Jit => Some(pvm_jit::MemoryChecks::Hardware),
+            Backend::JitChecked => Some(pvm_jit::MemoryChecks::Explicit),
+            Backend::JitNoSegment => Some(pvm_jit::MemoryChecks::HardwareNoSegment),
         }
     }
 }
@@ -538,12 +552,10 @@ pub fn run_on(
         (Some(p), Backend::Interp) => {
             Box::new(Vm::new(p, FlatMemory::new(), vector.initial_pc, gas0))
         }
-        (Some(p), Backend::Jit | Backend::JitChecked) => {
-            let checks = if backend == Backend::Jit {
-                pvm_jit::MemoryChecks::Hardware
-            } else {
-                pvm_jit::MemoryChecks::Explicit
-            };
+        (Some(p), Backend::Jit | Backend::JitChecked | Backend::JitNoSegment) => {
+            let checks = backend
+                .memory_checks()
+                .unwrap_or(pvm_jit::MemoryChecks::Hardware);
             let mut j =
                 JitInstance::with_checks(p, checks).map_err(|e| Failure(format!("jit: {e}")))?;
             j.set_pc(vector.initial_pc);

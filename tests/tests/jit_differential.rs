@@ -176,9 +176,8 @@ struct Case {
     start: Option<Index>,
     gas: u64,
     naive: bool,
-    /// The recompiler with explicit memory checks instead of page
-    /// protection and signals.
-    explicit: bool,
+    /// How the recompiler keeps accesses in bounds: all three ways.
+    checks: MemoryChecks,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -191,10 +190,14 @@ fn case() -> impl Strategy<Value = Case> {
         prop_oneof![Just(1_000u64), 0u64..200, Just(100_000)],
         any::<bool>(),
         any::<bool>(),
-        any::<bool>(),
+        prop_oneof![
+            Just(MemoryChecks::Hardware),
+            Just(MemoryChecks::HardwareNoSegment),
+            Just(MemoryChecks::Explicit)
+        ],
     )
         .prop_map(
-            |(profile, specs, jump_table, mut regs, start, gas, naive, halt, explicit)| {
+            |(profile, specs, jump_table, mut regs, start, gas, naive, halt, checks)| {
                 // Half the runs can end through the final `jump_ind r0, 0`.
                 if halt {
                     regs[0] = u64::from(pvm_core::HALT_ADDRESS);
@@ -207,7 +210,7 @@ fn case() -> impl Strategy<Value = Case> {
                     start,
                     gas,
                     naive,
-                    explicit,
+                    checks,
                 }
             },
         )
@@ -291,11 +294,7 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     *vm.regs_mut() = case.regs;
     vm.set_heap(Some(heap));
 
-    let checks = if case.explicit {
-        MemoryChecks::Explicit
-    } else {
-        MemoryChecks::Hardware
-    };
+    let checks = case.checks;
     let mut jit = JitInstance::with_checks(&program, checks)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     for (page, access) in LAYOUT {

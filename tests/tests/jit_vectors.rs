@@ -1,7 +1,8 @@
 //! Every conformance vector of ../shared/vectors on the x86-64 recompiler,
 //! each as its own named test (`jit_gp08_*`, `jit_gp07_*`), with the same
-//! gas models as tests/vectors.rs, once with hardware memory protection and
-//! once with explicit memory checks. Where the recompiler is not built (not
+//! gas models as tests/vectors.rs, with hardware memory protection (segment
+//! addressing where available, and base-register addressing) and with
+//! explicit memory checks. Where the recompiler is not built (not
 //! Linux x86-64) each test says so and passes.
 
 fn run_jit_vector(path: &str, profile: pvm_core::Profile) {
@@ -11,6 +12,7 @@ fn run_jit_vector(path: &str, profile: pvm_core::Profile) {
     }
     for backend in [
         pvm_std::vectors::Backend::Jit,
+        pvm_std::vectors::Backend::JitNoSegment,
         pvm_std::vectors::Backend::JitChecked,
     ] {
         if let Err(failure) =

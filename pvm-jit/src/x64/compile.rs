@@ -18,7 +18,11 @@
 //! (the entry aligns it to 16 once).
 //!
 //! Memory accesses are single instructions on `[r15 + zero-extended 32-bit
-//! address]`. With hardware checks the window's page protection stops a bad
+//! address]` (the address first computed into `eax`), or, with
+//! [`Addressing::Segment`], on `gs:[e(reg) + disp]`: GS holds the window
+//! base while guest code runs and the address-size prefix makes the CPU
+//! sum in 32 bits, so a load or store through a register is one
+//! instruction. With hardware checks the window's page protection stops a bad
 //! one (see `signal.rs`); with explicit checks ([`MemoryChecks::Explicit`](crate::MemoryChecks::Explicit))
 //! each access is preceded by a look-up of the pages it touches in the access
 //! table below the context (one byte per page) and leaves through a stub
@@ -83,6 +87,7 @@ const EXIT_ARG: i32 = ctx_off(offset_of!(Ctx, exit_arg));
 const JT_PTR: i32 = ctx_off(offset_of!(Ctx, jt_ptr));
 const JT_LEN: i32 = ctx_off(offset_of!(Ctx, jt_len));
 const TMP: i32 = ctx_off(offset_of!(Ctx, tmp));
+const SAVED_GS: i32 = ctx_off(offset_of!(Ctx, saved_gs));
 /// The context's address relative to the window base.
 const CTX: i32 = ctx_off(0);
 
@@ -188,6 +193,19 @@ enum Addr {
     Abs(i32),
 }
 
+/// How generated code reaches guest memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Addressing {
+    /// GS = the window base while guest code runs; `reg + disp` accesses
+    /// are `gs:[e(reg) + disp]`, one instruction: the address-size prefix
+    /// makes the sum 32 bits (the PVM's wrap) before the base is added.
+    Segment,
+    /// `lea eax, [reg + disp]`, then `[r15 + rax]`.
+    Base,
+    /// As `Base`, after an explicit look-up of the access table.
+    Checked,
+}
+
 type Assembler = CodeBuf;
 
 /// A jump target in the code being generated: an index into
@@ -230,15 +248,15 @@ struct Emitter<'p> {
     oog_stubs: Vec<(Label, u32, u64)>,
     /// Panic stubs: label, instruction.
     panic_stubs: Vec<(Label, u32)>,
-    /// Explicit access checks (instead of page protection and signals).
-    checked: bool,
+    /// How guest memory is addressed (and whether accesses are checked).
+    addressing: Addressing,
     /// Failed-check stubs: label, instruction.
     access_stubs: Vec<(Label, u32)>,
     /// The instruction being emitted.
     cur: usize,
 }
 
-pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, Error> {
+pub(super) fn compile(p: &Program, sbrk: usize, addressing: Addressing) -> Result<Code, Error> {
     let n = p.instructions().len();
     let blocks = p.block_count();
     // The buffers of an earlier compilation if there are any, sized from
@@ -261,7 +279,7 @@ pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, E
         panic_common: Label(UNBOUND),
         oog_stubs: Vec::with_capacity(blocks),
         panic_stubs: Vec::new(),
-        checked,
+        addressing,
         access_stubs: Vec::new(),
         cur: 0,
     };
@@ -282,8 +300,17 @@ pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, E
         ; push r15
         ; sub rsp, 8
         ; mov r15, rdi
-        ; mov rax, rsi
     );
+    if addressing == Addressing::Segment {
+        // Keep the host's GS base; GS = the window while guest code runs.
+        dynasm!(e.a
+            ; .arch x64
+            ; rdgsbase rax
+            ; mov QWORD [r15 + SAVED_GS], rax
+            ; wrgsbase r15
+        );
+    }
+    dynasm!(e.a ; .arch x64 ; mov rax, rsi);
     e.reload_all();
     dynasm!(e.a ; .arch x64 ; jmp rax);
 
@@ -360,6 +387,14 @@ pub(super) fn compile(p: &Program, sbrk: usize, checked: bool) -> Result<Code, E
     dynasm!(e.a ; .arch x64 ; mov eax, exit_kind::PAGE_FAULT as i32);
     e.bind(epilogue);
     e.spill_all();
+    if addressing == Addressing::Segment {
+        // The host's GS base back (rcx is spilled; eax holds the exit).
+        dynasm!(e.a
+            ; .arch x64
+            ; mov rcx, QWORD [r15 + SAVED_GS]
+            ; wrgsbase rcx
+        );
+    }
     dynasm!(e.a
         ; .arch x64
         ; add rsp, 8
@@ -574,7 +609,7 @@ impl Emitter<'_> {
     /// With explicit checks: leaves for the failed-check stub unless every
     /// page of the `size`-byte access at `at` allows it (`rax` is kept).
     fn check(&mut self, at: Addr, size: u8, write: bool) {
-        if !self.checked {
+        if self.addressing != Addressing::Checked {
             return;
         }
         let need: i8 = if write { 2 } else { 1 };
@@ -618,10 +653,33 @@ impl Emitter<'_> {
         }
     }
 
+    /// With [`Addressing::Segment`], the host register and displacement of
+    /// a register-based access (`gs:[e(b) + k]`).
+    fn segment(&self, base: Option<u8>, imm: u32) -> Option<(u8, i32)> {
+        match base {
+            Some(b) if self.addressing == Addressing::Segment => Some((host(b), imm as i32)),
+            _ => None,
+        }
+    }
+
     fn load(&mut self, dst: u8, base: Option<u8>, imm: u32, size: u8, signed: bool) {
+        let d = host(dst);
+        if let Some((b, k)) = self.segment(base, imm) {
+            // GS override; dynasm adds the address-size prefix for `e(b)`.
+            self.a.push(0x65);
+            match (size, signed) {
+                (1, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), BYTE [Rd(b) + k]),
+                (1, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), BYTE [Rd(b) + k]),
+                (2, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), WORD [Rd(b) + k]),
+                (2, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), WORD [Rd(b) + k]),
+                (4, false) => dynasm!(self.a ; .arch x64 ; mov Rd(d), DWORD [Rd(b) + k]),
+                (4, true) => dynasm!(self.a ; .arch x64 ; movsxd Rq(d), DWORD [Rd(b) + k]),
+                _ => dynasm!(self.a ; .arch x64 ; mov Rq(d), QWORD [Rd(b) + k]),
+            }
+            return;
+        }
         let at = self.ea(base, imm);
         self.check(at, size, false);
-        let d = host(dst);
         match (at, size, signed) {
             (Addr::Rax, 1, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), BYTE [r15 + rax]),
             (Addr::Rax, 1, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), BYTE [r15 + rax]),
@@ -641,6 +699,25 @@ impl Emitter<'_> {
     }
 
     fn store(&mut self, src: Src, base: Option<u8>, imm: u32, size: u8) {
+        if let Some((b, k)) = self.segment(base, imm) {
+            // GS override; dynasm adds the address-size prefix for `e(b)`.
+            self.a.push(0x65);
+            match (src, size) {
+                (Src::R(g), 1) => dynasm!(self.a ; .arch x64 ; mov BYTE [Rd(b) + k], Rb(host(g))),
+                (Src::R(g), 2) => dynasm!(self.a ; .arch x64 ; mov WORD [Rd(b) + k], Rw(host(g))),
+                (Src::R(g), 4) => dynasm!(self.a ; .arch x64 ; mov DWORD [Rd(b) + k], Rd(host(g))),
+                (Src::R(g), _) => dynasm!(self.a ; .arch x64 ; mov QWORD [Rd(b) + k], Rq(host(g))),
+                (Src::Imm(v), 1) => {
+                    dynasm!(self.a ; .arch x64 ; mov BYTE [Rd(b) + k], v as u8 as i8)
+                }
+                (Src::Imm(v), 2) => {
+                    dynasm!(self.a ; .arch x64 ; mov WORD [Rd(b) + k], v as u16 as i16)
+                }
+                (Src::Imm(v), 4) => dynasm!(self.a ; .arch x64 ; mov DWORD [Rd(b) + k], v as i32),
+                (Src::Imm(v), _) => dynasm!(self.a ; .arch x64 ; mov QWORD [Rd(b) + k], v as i32),
+            }
+            return;
+        }
         let at = self.ea(base, imm);
         self.check(at, size, true);
         match src {

@@ -38,6 +38,8 @@ pub(crate) struct Ctx {
     pub exit_arg: u32,
     /// Scratch for the code generator.
     pub tmp: u64,
+    /// The host's GS base while guest code runs with GS at the window.
+    pub saved_gs: u64,
     pub regs: [u64; 13],
     pub gas: u64,
 }
@@ -126,6 +128,7 @@ impl GuestMemory {
                 exit_idx: 0,
                 exit_arg: 0,
                 tmp: 0,
+                saved_gs: 0,
                 regs: [0; 13],
                 gas: 0,
             });
@@ -410,6 +413,17 @@ fn is_zero(bytes: &[u8]) -> bool {
 }
 
 /// Whether the CPU has what generated code uses beyond x86-64's baseline.
+/// Whether user code may read and write the GS base (`rdgsbase`,
+/// `wrgsbase`): the CPU has FSGSBASE and the kernel enabled it (Linux 5.9+
+/// says so in `AT_HWCAP2`).
+pub(crate) fn segment_base_available() -> bool {
+    /// `HWCAP2_FSGSBASE` of Linux's x86 `AT_HWCAP2`.
+    const HWCAP2_FSGSBASE: u64 = 1 << 1;
+    // SAFETY: getauxval reads the process's auxiliary vector; no pointers.
+    let hwcap2 = unsafe { libc::getauxval(libc::AT_HWCAP2) };
+    hwcap2 & HWCAP2_FSGSBASE != 0
+}
+
 pub(crate) fn cpu_has_features() -> bool {
     std::is_x86_feature_detected!("popcnt")
         && std::is_x86_feature_detected!("lzcnt")
@@ -428,6 +442,7 @@ pub struct JitInstance {
     mem: Box<GuestMemory>,
     cur: Cursor,
     compile_time: Duration,
+    addressing: compile::Addressing,
 }
 
 impl core::fmt::Debug for JitInstance {
@@ -461,15 +476,16 @@ impl JitInstance {
                 "the recompiler needs a CPU with popcnt, lzcnt, BMI1 and BMI2 (x86-64-v3)",
             ));
         }
-        if checks == MemoryChecks::Hardware {
+        let addressing = match checks {
+            MemoryChecks::Hardware if segment_base_available() => compile::Addressing::Segment,
+            MemoryChecks::Hardware | MemoryChecks::HardwareNoSegment => compile::Addressing::Base,
+            MemoryChecks::Explicit => compile::Addressing::Checked,
+        };
+        if addressing != compile::Addressing::Checked {
             signal::install()?;
         }
         let t0 = Instant::now();
-        let code = compile::compile(
-            &program,
-            sbrk_helper as *const () as usize,
-            checks == MemoryChecks::Explicit,
-        )?;
+        let code = compile::compile(&program, sbrk_helper as *const () as usize, addressing)?;
         let compile_time = t0.elapsed();
         let base = compile::addr(&code.buf, 0) as u64;
         let jump_table: Vec<u64> = code
@@ -486,12 +502,18 @@ impl JitInstance {
             mem,
             cur: Cursor::new(0),
             compile_time,
+            addressing,
         })
     }
 
     /// How long the native code generation took.
     pub fn compile_time(&self) -> Duration {
         self.compile_time
+    }
+    /// Whether guest code addresses memory through the GS segment base
+    /// (see [`MemoryChecks::Hardware`]).
+    pub fn segment_addressing(&self) -> bool {
+        self.addressing == compile::Addressing::Segment
     }
     /// Size of the generated code in bytes.
     pub fn code_size(&self) -> usize {

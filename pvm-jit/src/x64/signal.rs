@@ -5,13 +5,18 @@
 //! every access is checked against the access table before it is made, and
 //! the handler is not installed.)
 //!
-//! Guest loads and stores are single x86 instructions addressing
-//! `r14 + zero-extended 32-bit address`, where `r14` is the base of a
-//! reservation of 4 GiB plus a guard of at least 8 bytes (64 KiB), all
+//! Guest loads and stores are single x86 instructions addressing the base
+//! of a reservation of 4 GiB plus a guard of at least 8 bytes (64 KiB), all
 //! `PROT_NONE` except the pages the guest may access (mprotect'ed to the PVM
-//! access). So a guest access either touches an accessible page of its own
-//! window, or faults with SIGSEGV inside that window; it can never touch
-//! memory outside the window. x86 faults are precise: the faulting
+//! access), plus a zero-extended 32-bit address. Either the base is `r15`
+//! and the offset `rax` (written by a 32-bit `lea`, which truncates) or a
+//! constant below 2^31; or, with segment addressing, the base is the GS
+//! segment base, which the entry trampoline sets to the window base (and
+//! the exit path restores), and the access is `gs:[e(reg) + disp]` with
+//! the address-size prefix, so the CPU itself sums `reg + disp` in 32 bits
+//! and zero-extends it before adding the base. So a guest access either
+//! touches an accessible page of its own window, or faults with SIGSEGV
+//! inside that window; it can never touch memory outside the window. x86 faults are precise: the faulting
 //! instruction has no effect (a page-crossing store commits nothing), and the
 //! JIT writes no guest state in an instruction before its memory access, so
 //! at the fault the guest state is exactly as before the instruction.
