@@ -726,6 +726,12 @@ impl Program {
         })
     }
 
+    /// Number of entries of gas block `block` (the length of
+    /// [`Program::block`]).
+    pub fn block_len(&self, block: usize) -> usize {
+        (self.block_starts[block + 1] - self.block_starts[block]) as usize
+    }
+
     /// The code offset where gas block `block` starts.
     pub fn block_pc(&self, block: usize) -> u32 {
         self.pcs[self.block_starts[block] as usize]

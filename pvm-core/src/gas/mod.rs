@@ -29,7 +29,7 @@ pub struct Naive;
 
 impl GasModel for Naive {
     fn block_cost(&self, program: &Program, block: usize) -> Result<u64, Error> {
-        Ok(program.block(block).count() as u64)
+        Ok(program.block_len(block) as u64)
     }
 }
 
