@@ -18,14 +18,21 @@ fn zeta(code: &[u8], i: usize) -> u8 {
 /// reach (at most 11 after the opcode), with zeros past the end of the code.
 #[inline(always)]
 fn window(code: &[u8], at: usize) -> [u8; 16] {
-    let mut w = [0u8; 16];
-    match code.get(at..at + 16) {
-        Some(bytes) => w.copy_from_slice(bytes),
-        None => {
-            let rest = code.get(at..).unwrap_or(&[]);
-            w[..rest.len()].copy_from_slice(rest);
-        }
+    // A fixed-size copy in the common case (not merged with the tail's
+    // variable-length one into a `memcpy` call).
+    match code.get(at..at + 16).map(<[u8; 16]>::try_from) {
+        Some(Ok(w)) => w,
+        _ => window_at_end(code, at),
     }
+}
+
+/// [`window`] within 16 bytes of the end of the code.
+#[cold]
+fn window_at_end(code: &[u8], at: usize) -> [u8; 16] {
+    let mut w = [0u8; 16];
+    let rest = code.get(at..).unwrap_or(&[]);
+    let n = rest.len().min(16);
+    w[..n].copy_from_slice(&rest[..n]);
     w
 }
 
