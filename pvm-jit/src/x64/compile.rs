@@ -82,6 +82,8 @@ const fn reg_off(r: u8) -> i32 {
     ctx_off(offset_of!(Ctx, regs) + 8 * r as usize)
 }
 const GAS: i32 = ctx_off(offset_of!(Ctx, gas));
+// The charge prologue encodes GAS as an 8-bit displacement.
+const _: () = assert!(GAS >= -128 && GAS < 0);
 const EXIT_IDX: i32 = ctx_off(offset_of!(Ctx, exit_idx));
 const EXIT_ARG: i32 = ctx_off(offset_of!(Ctx, exit_arg));
 const JT_PTR: i32 = ctx_off(offset_of!(Ctx, jt_ptr));
@@ -496,7 +498,12 @@ impl Emitter<'_> {
         }
         let oog = self.new_label();
         self.oog_stubs.push((oog, i as u32, cost));
-        if let Ok(c) = i32::try_from(cost) {
+        if let Ok(c) = i8::try_from(cost) {
+            // `sub qword [r15 + GAS], imm8` with an 8-bit displacement:
+            // 5 bytes (dynasm would use 32-bit fields for both, 11 bytes).
+            // REX.W+B, 83 /5, ModRM (mod 01, reg 5, rm r15&7), disp8, imm8.
+            self.a.extend(&[0x49, 0x83, 0x6F, GAS as i8 as u8, c as u8]);
+        } else if let Ok(c) = i32::try_from(cost) {
             dynasm!(self.a ; .arch x64 ; sub QWORD [r15 + GAS], c);
         } else {
             dynasm!(self.a ; .arch x64 ; mov rax, QWORD cost as i64 ; sub QWORD [r15 + GAS], rax);

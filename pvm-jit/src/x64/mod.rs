@@ -755,6 +755,50 @@ mod tests {
     }
 
     #[test]
+    fn block_charges_of_every_encoding_run_out_exactly() {
+        // The charge prologue has an 8-bit-immediate form (costs up to
+        // 127), a 32-bit one and a 64-bit one; each must stop with gas one
+        // short of the block and pass with exactly enough.
+        for len in [1usize, 126, 127, 128, 129, 300] {
+            let mut text = alloc_text(len);
+            text.push_str("trap\n");
+            let p = program(&text, Profile::V0_8);
+            let cost = p.block_cost(1);
+            assert_eq!(cost, len as u64 + 1);
+            for (gas, expect) in [(cost, Exit::Panic), (cost - 1, Exit::OutOfGas)] {
+                let mut vm = JitInstance::new(&p).unwrap();
+                // Entering block 1 (after the first `jump`) charges `cost`.
+                vm.set_gas(gas + p.block_cost(0));
+                assert_eq!(vm.run(), Ok(expect), "block of {len}, gas {gas}");
+                let left = if expect == Exit::Panic { 0 } else { cost - 1 };
+                assert_eq!(vm.gas(), left, "block of {len}, gas {gas}");
+            }
+        }
+        let mut text = alloc_text(1);
+        text.push_str("trap\n");
+        let mut p = program(&text, Profile::V0_8);
+        let huge = 1u64 << 40;
+        let costs = (0..p.block_count())
+            .map(|b| (p.block_pc(b), if b == 1 { huge } else { 1 }))
+            .collect();
+        p.set_gas_model(&pvm_core::gas::Table::new(costs)).unwrap();
+        for (gas, expect) in [(huge, Exit::Panic), (huge - 1, Exit::OutOfGas)] {
+            let mut vm = JitInstance::new(&p).unwrap();
+            vm.set_gas(gas + 1);
+            assert_eq!(vm.run(), Ok(expect), "64-bit cost, gas {gas}");
+        }
+    }
+
+    /// `jump b` then a block of `len` instructions (`trap` to be added).
+    fn alloc_text(len: usize) -> String {
+        let mut text = String::from("jump b\nb:\n");
+        for _ in 0..len {
+            text.push_str("add_imm_64 r7, r7, 1\n");
+        }
+        text
+    }
+
+    #[test]
     fn host_call_and_halt() {
         let p = program("ecalli 3\nload_imm r7, 5\njump_ind r0, 0\n", Profile::V0_8);
         let mut vm = JitInstance::new(&p).unwrap();
