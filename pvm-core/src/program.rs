@@ -296,12 +296,21 @@ impl Spare {
     /// decoded instructions).
     const MAX_INSTRUCTIONS: usize = 1 << 20;
 
-    /// The kept tables, or new empty ones (also when another thread holds
-    /// the lock: nobody waits for it).
-    fn take() -> Spare {
+    /// The kept tables if they suit a program of about `len` code bytes
+    /// (not many times bigger than it needs: a small program that lives
+    /// long should not hold a big program's tables), or new empty ones
+    /// (also when another thread holds the lock: nobody waits for it).
+    fn take(len: usize) -> Spare {
+        let fits = |s: &Spare| s.insts.capacity() <= 4 * len + 1024;
         SPARE
             .try_lock()
-            .and_then(|mut s| s.take())
+            .and_then(|mut slot| {
+                if slot.as_ref().is_some_and(fits) {
+                    slot.take()
+                } else {
+                    None
+                }
+            })
             .unwrap_or_default()
     }
 
@@ -594,7 +603,8 @@ impl Program {
                 value: n as u64,
             });
         }
-        let mut spare = Spare::take();
+        // At most one instruction per code byte.
+        let mut spare = Spare::take(n);
         let mut targets = core::mem::take(&mut spare.targets);
         let mut w = Walk::new(&blob, spare);
         match profile {
@@ -888,16 +898,17 @@ mod tests {
         )
         .unwrap();
         let mut text = alloc::string::String::new();
-        for k in 0..3000 {
+        for k in 0..300 {
             text.push_str(&alloc::format!(
                 "l{k}:\nadd_imm_64 r8, r8, {k}\njump l{}\n",
                 k + 1
             ));
         }
-        text.push_str("l3000:\ntrap\n");
+        text.push_str("l300:\ntrap\n");
         let big = crate::asm::assemble(&text, Profile::V0_8).unwrap();
         let before = Program::from_bytes(&small, Profile::V0_8).unwrap();
-        // Dropping the big program keeps its (larger) tables for the next.
+        // Dropping the bigger program keeps its tables for the next one
+        // (601 entries: within what `Spare::take` gives a 12-byte program).
         drop(Program::from_bytes(&big, Profile::V0_8).unwrap());
         let after = Program::from_bytes(&small, Profile::V0_8).unwrap();
         assert_eq!(after.insts, before.insts);

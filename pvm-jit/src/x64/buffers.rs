@@ -93,8 +93,12 @@ static STARTS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 /// An empty table for the native offset of each instruction, kept from a
 /// dropped instance if there is one.
 pub(super) fn starts(n: usize) -> Vec<u32> {
+    // Not a table many times bigger than needed: a small instance that
+    // lives long should not hold a big one's.
     let mut v = STARTS
         .try_lock()
+        .ok()
+        .filter(|kept| kept.capacity() <= 4 * n + 1024)
         .map(|mut kept| core::mem::take(&mut *kept))
         .unwrap_or_default();
     v.reserve(n);
