@@ -18,7 +18,10 @@
 //! `recompiler` feature only (elsewhere it compiles to nothing).
 #![cfg(all(feature = "recompiler", target_arch = "x86_64", target_os = "linux"))]
 
-use pvm_core::{Access, Error, Exit, Memory, PagedMemory, Profile, Program, Vm, PAGE_SIZE};
+mod common;
+use common::program;
+
+use pvm_core::{Access, Error, Exit, Memory, PagedMemory, Program, Vm, PAGE_SIZE};
 use pvm_jit::JitInstance;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
@@ -71,15 +74,6 @@ fn install(sig: libc::c_int) {
         libc::sigemptyset(&mut sa.sa_mask);
         assert_eq!(libc::sigaction(sig, &sa, core::ptr::null_mut()), 0);
     }
-}
-
-fn program(text: &str) -> Program {
-    let bytes = pvm_core::asm::assemble(text, Profile::V0_8)
-        .unwrap_or_else(|e| panic!("cannot assemble {text:?}: {e}"));
-    let mut p = Program::from_bytes(&bytes, Profile::V0_8)
-        .unwrap_or_else(|e| panic!("invalid program {text:?}: {e}"));
-    p.set_gas_model(&pvm_core::gas::Naive).unwrap();
-    p
 }
 
 /// Runs `vm` with the in-guest flag set.

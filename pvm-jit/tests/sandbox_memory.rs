@@ -27,9 +27,11 @@
 //! needs (`pvm_jit::is_available()`), each test prints why and returns.
 #![cfg(all(feature = "recompiler", target_arch = "x86_64", target_os = "linux"))]
 
+mod common;
+use common::program;
+
 use pvm_core::{
-    Access, Error, Exit, FlatMemory, Memory, PagedMemory, Profile, Program, Vm, HALT_ADDRESS,
-    PAGE_SIZE,
+    Access, Error, Exit, FlatMemory, Memory, PagedMemory, Program, Vm, HALT_ADDRESS, PAGE_SIZE,
 };
 use pvm_jit::{JitInstance, MemoryChecks};
 use std::hint::black_box;
@@ -59,15 +61,6 @@ fn guest_byte(addr: u32) -> u8 {
 
 fn is_secret_byte(b: u8) -> bool {
     b == HEAP_SECRET || b == STACK_SECRET || b == STATIC_SECRET
-}
-
-fn program(text: &str) -> Program {
-    let bytes = pvm_core::asm::assemble(text, Profile::V0_8)
-        .unwrap_or_else(|e| panic!("cannot assemble {text:?}: {e}"));
-    let mut p = Program::from_bytes(&bytes, Profile::V0_8)
-        .unwrap_or_else(|e| panic!("invalid program {text:?}: {e}"));
-    p.set_gas_model(&pvm_core::gas::Naive).unwrap();
-    p
 }
 
 /// The ways the JIT keeps guest accesses in bounds (page protection with

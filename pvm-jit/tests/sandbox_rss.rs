@@ -17,22 +17,16 @@
 //! feature only (elsewhere it compiles to nothing).
 #![cfg(all(feature = "recompiler", target_arch = "x86_64", target_os = "linux"))]
 
-use pvm_core::{Access, Error, Exit, Profile, Program, HALT_ADDRESS, PAGE_SIZE};
+mod common;
+use common::program;
+
+use pvm_core::{Access, Error, Exit, Program, HALT_ADDRESS, PAGE_SIZE};
 use pvm_jit::{JitInstance, MemoryChecks};
 
 const MIB: u64 = 1 << 20;
 
 /// Bytes of guest memory each iteration maps and dirties.
 const DIRTY: u32 = 2 << 20;
-
-fn program(text: &str) -> Program {
-    let bytes = pvm_core::asm::assemble(text, Profile::V0_8)
-        .unwrap_or_else(|e| panic!("cannot assemble {text:?}: {e}"));
-    let mut p = Program::from_bytes(&bytes, Profile::V0_8)
-        .unwrap_or_else(|e| panic!("invalid program {text:?}: {e}"));
-    p.set_gas_model(&pvm_core::gas::Naive).unwrap();
-    p
-}
 
 /// The process's memory, as the kernel reports it.
 #[derive(Clone, Copy, Debug)]

@@ -26,7 +26,10 @@
 //! only (elsewhere it compiles to nothing).
 #![cfg(all(feature = "recompiler", target_arch = "x86_64", target_os = "linux"))]
 
-use pvm_core::{Access, Error, Exit, PagedMemory, Profile, Program, Vm};
+mod common;
+use common::program;
+
+use pvm_core::{Access, Error, Exit, PagedMemory, Program, Vm};
 use pvm_jit::{JitInstance, MemoryChecks};
 use std::sync::atomic::{compiler_fence, AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::OnceLock;
@@ -173,15 +176,6 @@ fn host_write(k: usize, v: u64) {
         );
         core::ptr::write_volatile(page, v);
     }
-}
-
-fn program(text: &str) -> Program {
-    let bytes = pvm_core::asm::assemble(text, Profile::V0_8)
-        .unwrap_or_else(|e| panic!("cannot assemble {text:?}: {e}"));
-    let mut p = Program::from_bytes(&bytes, Profile::V0_8)
-        .unwrap_or_else(|e| panic!("invalid program {text:?}: {e}"));
-    p.set_gas_model(&pvm_core::gas::Naive).unwrap();
-    p
 }
 
 /// A long compute loop (r7 iterations), then host call 1.
