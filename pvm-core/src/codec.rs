@@ -224,7 +224,7 @@ macro_rules! define_decoders {
 
         /// Decodes the instruction with opcode `op` at `pc` (skip `skip`):
         /// the opcode's own variant built from its format's arguments.
-        #[inline]
+        #[inline(always)]
         pub fn decode_op(op: Opcode, code: &[u8], pc: u32, skip: u32) -> Instruction {
             let w = window(code, pc as usize);
             let l = skip as usize;
@@ -239,6 +239,7 @@ crate::for_each_instruction!(define_decoders);
 
 /// Decodes the instruction at `pc`, or returns the opcode byte if it is not an
 /// opcode of `profile`.
+#[inline(always)]
 pub fn decode(profile: Profile, code: &[u8], pc: u32, skip: u32) -> Result<Instruction, u8> {
     let byte = zeta(code, pc as usize);
     let op = Opcode::from_byte(profile, byte).ok_or(byte)?;

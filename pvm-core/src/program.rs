@@ -176,23 +176,63 @@ impl Blob {
     /// included), at most 24.
     #[inline]
     pub fn skip(&self, i: usize) -> u32 {
+        self.gap(i).min(24)
+    }
+
+    /// The distance from `i + 1` to the next set bit of `k ‖ [1, 1, …]`
+    /// when it is below 32 (else some value of at least 25): `skip(i)`
+    /// before the cap at 24. A gap of 25 or more means the walk from `i`
+    /// lands on an offset that is not an instruction start.
+    #[inline(always)]
+    fn gap(&self, i: usize) -> u32 {
         let start = i + 1;
-        // The 32 mask bits from `start` on (bytes past the mask read as 0).
         let byte = start / 8;
-        let mut raw = [0u8; 5];
-        let avail_bytes = self.bitmask.len().saturating_sub(byte).min(5);
-        if avail_bytes > 0 {
-            raw[..avail_bytes].copy_from_slice(&self.bitmask[byte..byte + avail_bytes]);
-        }
-        let mut w = (u64::from_le_bytes([raw[0], raw[1], raw[2], raw[3], raw[4], 0, 0, 0])
-            >> (start % 8)) as u32;
+        // At least 32 mask bits from `start` on (bytes past the mask read
+        // as 0): one 8-byte load except near the end of the mask.
+        let word = match self.bitmask.get(byte..byte + 8) {
+            Some(b) => u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+            None => {
+                let mut raw = [0u8; 8];
+                let rest = self.bitmask.get(byte..).unwrap_or(&[]);
+                let k = rest.len().min(8);
+                raw[..k].copy_from_slice(&rest[..k]);
+                u64::from_le_bytes(raw)
+            }
+        };
+        let mut w = (word >> (start % 8)) as u32;
         // The first bit past the code is set (what lies above it, such as
         // the last mask byte's padding, cannot matter then).
         let inside = self.code.len().saturating_sub(start);
         if inside < 32 {
             w |= 1u32 << inside;
         }
-        w.trailing_zeros().min(24)
+        w.trailing_zeros()
+    }
+
+    /// The marked instruction starts below the end of the code, as 64-bit
+    /// words (bit `pc % 64` of word `pc / 64`), `(len + 1).div_ceil(64)`
+    /// words.
+    fn start_words(&self) -> Vec<u64> {
+        let n = self.code.len();
+        let mut words = Vec::with_capacity((n + 1).div_ceil(64));
+        let mut chunks = self.bitmask.chunks_exact(8);
+        for c in &mut chunks {
+            words.push(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut raw = [0u8; 8];
+            raw[..rest.len()].copy_from_slice(rest);
+            words.push(u64::from_le_bytes(raw));
+        }
+        words.resize((n + 1).div_ceil(64), 0);
+        // Padding bits of the last mask byte are not starts.
+        if n % 64 != 0 {
+            words[n / 64] &= (1u64 << (n % 64)) - 1;
+        }
+        words
     }
 }
 
@@ -385,7 +425,6 @@ impl Walk {
         // more (the vectors then grow).
         let starts: usize = blob.bitmask.iter().map(|b| b.count_ones() as usize).sum();
         let cap = starts + 2;
-        let n = blob.code.len();
         let Spare {
             mut insts, mut pcs, ..
         } = spare;
@@ -396,7 +435,7 @@ impl Walk {
             pcs,
             flags: Vec::with_capacity(cap),
             block_starts: Vec::new(),
-            pc_bits: alloc::vec![0; (n + 1).div_ceil(64)],
+            pc_bits: Vec::new(),
             pc_rank: Vec::new(),
             block_bits: alloc::vec![0; cap.div_ceil(64)],
             block_rank: Vec::new(),
@@ -438,7 +477,6 @@ impl Walk {
         self.insts.push(inst);
         self.pcs.push(pc as u32);
         self.flags.push(f);
-        self.pc_bits[pc / 64] |= 1 << (pc % 64);
     }
 
     /// GP 0.8.0 `v_blob` and decoding in one walk: the walk from 0 must
@@ -450,21 +488,32 @@ impl Walk {
         if n == 0 {
             return Err(Error::EmptyCode);
         }
+        if !blob.is_start(0) {
+            return Err(Error::NotInstructionStart { pc: 0 });
+        }
         let mut i = 0usize;
-        while i < n {
-            if !blob.is_start(i) {
-                return Err(Error::NotInstructionStart { pc: i as u32 });
-            }
-            let skip = blob.skip(i);
+        loop {
+            let gap = blob.gap(i);
+            let skip = gap.min(24);
             let inst = codec::decode(Profile::V0_8, &blob.code, i as u32, skip)
                 .map_err(|byte| Error::UnknownOpcode { pc: i as u32, byte })?;
             let next = i + 1 + skip as usize;
+            if gap > 24 {
+                // `skip` stopped short of the next marked start.
+                return Err(Error::NotInstructionStart { pc: next as u32 });
+            }
+            // `next` is a marked start or the end of the code.
             if next == n && !inst.is_terminator() {
                 return Err(Error::MissingTerminator { pc: i as u32 });
             }
             self.push(i, inst, false);
+            if next == n {
+                break;
+            }
             i = next;
         }
+        // Every marked start was visited, and nothing else.
+        self.pc_bits = blob.start_words();
         Ok(())
     }
 
@@ -473,9 +522,10 @@ impl Walk {
     /// and an unmarked offset 0 are implicit traps.
     fn walk_v0_7(&mut self, blob: &Blob) {
         let n = blob.code.len();
+        self.pc_bits = alloc::vec![0; (n + 1).div_ceil(64)];
         if n > 0 && !blob.is_start(0) {
             // Code offset 0 is not an instruction start: 0.7 runs it as trap.
-            self.push(0, Instruction::Trap(NoArgs), true);
+            self.push_marked(0, Instruction::Trap(NoArgs), true);
         }
         let mut i = 0usize;
         while i < n {
@@ -485,16 +535,23 @@ impl Walk {
             }
             let skip = blob.skip(i);
             match codec::decode(Profile::V0_7, &blob.code, i as u32, skip) {
-                Ok(inst) => self.push(i, inst, false),
-                Err(_) => self.push(i, Instruction::Trap(NoArgs), true),
+                Ok(inst) => self.push_marked(i, inst, false),
+                Err(_) => self.push_marked(i, Instruction::Trap(NoArgs), true),
             }
             let next = i + 1 + skip as usize;
             if next >= n || !blob.is_start(next) {
                 // The walk leaves the instruction starts here: implicit trap.
-                self.push(next, Instruction::Trap(NoArgs), true);
+                self.push_marked(next, Instruction::Trap(NoArgs), true);
             }
             i = next.max(i + 1);
         }
+    }
+
+    /// [`push`](Self::push), marking `pc` in `pc_bits` (0.7: implicit
+    /// traps sit at offsets that are not marked starts).
+    fn push_marked(&mut self, pc: usize, inst: Instruction, implicit: bool) {
+        self.push(pc, inst, implicit);
+        self.pc_bits[pc / 64] |= 1 << (pc % 64);
     }
 
     /// Closes the block list and builds the rank of `pc_bits`.
@@ -999,6 +1056,40 @@ mod tests {
             Some(Error::NotInstructionStart { pc: 25 })
         );
         assert!(Program::from_bytes(&blob(&[], &[]), Profile::V0_8).is_err());
+    }
+
+    #[test]
+    fn v0_8_instruction_offsets_ignore_mask_padding() {
+        // `load_imm r7, 1` k times, then `trap`: code lengths 1..=121, so
+        // the end falls everywhere within a 64-bit word of the mask. The
+        // padding bits of the last mask byte are all set; they are not
+        // instruction starts.
+        for k in 0..=40usize {
+            let mut code: Vec<u8> = core::iter::repeat_n([51u8, 7, 1], k).flatten().collect();
+            code.push(0);
+            let n = code.len();
+            let starts: Vec<usize> = (0..=k).map(|j| 3 * j).collect();
+            let mut b = Blob::from_code(&code, starts.iter().copied());
+            if n % 8 != 0 {
+                *b.bitmask.last_mut().unwrap() |= 0xFFu8 << (n % 8);
+            }
+            let p = Program::new(b, Profile::V0_8).unwrap();
+            let pcs: Vec<u32> = starts.iter().map(|&s| s as u32).collect();
+            assert_eq!(p.pcs, pcs, "k = {k}");
+            for pc in 0..n as u32 + 70 {
+                assert_eq!(
+                    p.index_of(pc),
+                    pcs.binary_search(&pc).ok(),
+                    "k = {k}, pc = {pc}"
+                );
+            }
+        }
+        // Offset 0 not marked: 0.8 rejects it there.
+        let bytes = blob(&[0, 0], &[1]);
+        assert_eq!(
+            Program::from_bytes(&bytes, Profile::V0_8).err(),
+            Some(Error::NotInstructionStart { pc: 0 })
+        );
     }
 
     #[test]

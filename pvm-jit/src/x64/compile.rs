@@ -106,9 +106,22 @@ fn guest_of(h: u8) -> u8 {
     HOST.iter().position(|&x| x == h).unwrap_or(0) as u8
 }
 
+/// [`HOST`] padded to 16 entries, so that [`host`] is one masked load
+/// (guest register numbers are below 13; the padding repeats `rcx`).
+const HOST16: [u8; 16] = {
+    let mut t = [RCX; 16];
+    let mut g = 0;
+    while g < 13 {
+        t[g] = HOST[g];
+        g += 1;
+    }
+    t
+};
+
 /// The host register of guest register `g`.
+#[inline(always)]
 fn host(g: u8) -> u8 {
-    HOST[g as usize % 13]
+    HOST16[usize::from(g & 15)]
 }
 
 /// The binary operations.
@@ -470,24 +483,25 @@ impl Emitter<'_> {
         self.labels[l.0 as usize] = self.a.offset().0 as u32;
     }
 
-    /// A `rel32` field to fill in with the distance to `l`.
-    fn rel32(&mut self, l: Label) {
-        let at = self.a.offset().0 as u32;
-        self.a.push_i32(0);
-        self.fixups.push((at, l.0));
+    /// `op` followed by a `rel32` field to fill in with the distance to
+    /// `l` (one append of a fixed-size array: no `memcpy` call).
+    #[inline(always)]
+    fn op_rel32<const N: usize>(&mut self, op: [u8; N], l: Label) {
+        let at = self.a.offset().0 + N;
+        let mut bytes = [0u8; 6];
+        bytes[..N].copy_from_slice(&op);
+        self.a.0.extend(bytes.into_iter().take(N + 4));
+        self.fixups.push((at as u32, l.0));
     }
 
     /// `jmp l`.
     fn jmp(&mut self, l: Label) {
-        self.a.push(0xE9);
-        self.rel32(l);
+        self.op_rel32([0xE9], l);
     }
 
     /// `j<cc> l` (a [`cc`] code).
     fn jcc(&mut self, code: u8, l: Label) {
-        self.a.push(0x0F);
-        self.a.push(0x80 | code);
-        self.rel32(l);
+        self.op_rel32([0x0F, 0x80 | code], l);
     }
 
     fn emit_charge(&mut self, i: usize, block: usize) {
@@ -502,7 +516,9 @@ impl Emitter<'_> {
             // `sub qword [r15 + GAS], imm8` with an 8-bit displacement:
             // 5 bytes (dynasm would use 32-bit fields for both, 11 bytes).
             // REX.W+B, 83 /5, ModRM (mod 01, reg 5, rm r15&7), disp8, imm8.
-            self.a.extend(&[0x49, 0x83, 0x6F, GAS as i8 as u8, c as u8]);
+            self.a
+                .0
+                .extend([0x49, 0x83, 0x6F, GAS as i8 as u8, c as u8]);
         } else if let Ok(c) = i32::try_from(cost) {
             dynasm!(self.a ; .arch x64 ; sub QWORD [r15 + GAS], c);
         } else {
