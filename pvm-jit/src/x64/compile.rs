@@ -39,6 +39,7 @@
 //! always falls inside the body of the instruction that faulted.
 
 use super::buffers::{self, CodeBuf};
+use super::enc::{self, Alu, Load, Shift};
 use super::{exit_kind, Ctx, PERM_OFFSET};
 use core::mem::ManuallyDrop;
 use core::mem::{offset_of, size_of};
@@ -584,7 +585,7 @@ impl Emitter<'_> {
     fn put(&mut self, g: u8, h: u8) {
         let d = host(g);
         if d != h {
-            dynasm!(self.a ; .arch x64 ; mov Rq(d), Rq(h));
+            enc::mov_rr(&mut self.a, d, h);
         }
     }
 
@@ -594,10 +595,10 @@ impl Emitter<'_> {
             Src::R(g) => {
                 let x = host(g);
                 if x != h {
-                    dynasm!(self.a ; .arch x64 ; mov Rq(h), Rq(x));
+                    enc::mov_rr(&mut self.a, h, x);
                 }
             }
-            Src::Imm(v) => dynasm!(self.a ; .arch x64 ; mov Rq(h), v as i32),
+            Src::Imm(v) => enc::mov_ri(&mut self.a, h, v as i32),
         }
     }
 
@@ -624,7 +625,7 @@ impl Emitter<'_> {
             None => dynasm!(self.a ; .arch x64 ; mov eax, imm as i32),
             // A 32-bit `lea` truncates the 64-bit sum: the PVM's wrap.
             Some(b) if imm == 0 => dynasm!(self.a ; .arch x64 ; mov eax, Rd(host(b))),
-            Some(b) => dynasm!(self.a ; .arch x64 ; lea eax, [Rq(host(b)) + imm as i32]),
+            Some(b) => enc::lea(&mut self.a, false, RAX, host(b), imm as i32),
         }
         Addr::Rax
     }
@@ -688,17 +689,7 @@ impl Emitter<'_> {
     fn load(&mut self, dst: u8, base: Option<u8>, imm: u32, size: u8, signed: bool) {
         let d = host(dst);
         if let Some((b, k)) = self.segment(base, imm) {
-            // GS override; dynasm adds the address-size prefix for `e(b)`.
-            self.a.push(0x65);
-            match (size, signed) {
-                (1, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), BYTE [Rd(b) + k]),
-                (1, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), BYTE [Rd(b) + k]),
-                (2, false) => dynasm!(self.a ; .arch x64 ; movzx Rd(d), WORD [Rd(b) + k]),
-                (2, true) => dynasm!(self.a ; .arch x64 ; movsx Rq(d), WORD [Rd(b) + k]),
-                (4, false) => dynasm!(self.a ; .arch x64 ; mov Rd(d), DWORD [Rd(b) + k]),
-                (4, true) => dynasm!(self.a ; .arch x64 ; movsxd Rq(d), DWORD [Rd(b) + k]),
-                _ => dynasm!(self.a ; .arch x64 ; mov Rq(d), QWORD [Rd(b) + k]),
-            }
+            enc::load_gs(&mut self.a, Load::new(size, signed), d, b, k);
             return;
         }
         let at = self.ea(base, imm);
@@ -723,21 +714,9 @@ impl Emitter<'_> {
 
     fn store(&mut self, src: Src, base: Option<u8>, imm: u32, size: u8) {
         if let Some((b, k)) = self.segment(base, imm) {
-            // GS override; dynasm adds the address-size prefix for `e(b)`.
-            self.a.push(0x65);
-            match (src, size) {
-                (Src::R(g), 1) => dynasm!(self.a ; .arch x64 ; mov BYTE [Rd(b) + k], Rb(host(g))),
-                (Src::R(g), 2) => dynasm!(self.a ; .arch x64 ; mov WORD [Rd(b) + k], Rw(host(g))),
-                (Src::R(g), 4) => dynasm!(self.a ; .arch x64 ; mov DWORD [Rd(b) + k], Rd(host(g))),
-                (Src::R(g), _) => dynasm!(self.a ; .arch x64 ; mov QWORD [Rd(b) + k], Rq(host(g))),
-                (Src::Imm(v), 1) => {
-                    dynasm!(self.a ; .arch x64 ; mov BYTE [Rd(b) + k], v as u8 as i8)
-                }
-                (Src::Imm(v), 2) => {
-                    dynasm!(self.a ; .arch x64 ; mov WORD [Rd(b) + k], v as u16 as i16)
-                }
-                (Src::Imm(v), 4) => dynasm!(self.a ; .arch x64 ; mov DWORD [Rd(b) + k], v as i32),
-                (Src::Imm(v), _) => dynasm!(self.a ; .arch x64 ; mov QWORD [Rd(b) + k], v as i32),
+            match src {
+                Src::R(g) => enc::store_gs(&mut self.a, size, host(g), b, k),
+                Src::Imm(v) => enc::store_gs_imm(&mut self.a, size, v, b, k),
             }
             return;
         }
@@ -1004,40 +983,38 @@ impl Emitter<'_> {
                         ; movsxd Rq(hd), Rd(hd)
                     ),
                     // Additions without a copy: lea.
-                    Add64 if rx != hd => {
-                        dynasm!(self.a ; .arch x64 ; lea Rq(hd), [Rq(rx) + v as i32])
+                    Add64 if rx != hd => enc::lea(&mut self.a, true, hd, rx, v as i32),
+                    Add32 if rx != hd => {
+                        enc::lea(&mut self.a, false, hd, rx, v as i32);
+                        enc::movsxd_rr(&mut self.a, hd, hd);
                     }
-                    Add32 if rx != hd => dynasm!(self.a ; .arch x64
-                        ; lea Rd(hd), [Rq(rx) + v as i32]
-                        ; movsxd Rq(hd), Rd(hd)
-                    ),
                     _ if simple || shift => {
                         self.put(d, rx);
                         let v = v as i32;
                         let s64 = (v & 63) as i8;
                         let s32 = (v & 31) as i8;
                         match op {
-                            Add64 => dynasm!(self.a ; .arch x64 ; add Rq(hd), v),
-                            Sub64 => dynasm!(self.a ; .arch x64 ; sub Rq(hd), v),
-                            And => dynasm!(self.a ; .arch x64 ; and Rq(hd), v),
-                            Or => dynasm!(self.a ; .arch x64 ; or Rq(hd), v),
-                            Xor => dynasm!(self.a ; .arch x64 ; xor Rq(hd), v),
+                            Add64 => enc::alu_ri(&mut self.a, true, Alu::Add, hd, v),
+                            Sub64 => enc::alu_ri(&mut self.a, true, Alu::Sub, hd, v),
+                            And => enc::alu_ri(&mut self.a, true, Alu::And, hd, v),
+                            Or => enc::alu_ri(&mut self.a, true, Alu::Or, hd, v),
+                            Xor => enc::alu_ri(&mut self.a, true, Alu::Xor, hd, v),
                             Mul64 => dynasm!(self.a ; .arch x64 ; imul Rq(hd), Rq(hd), v),
-                            Add32 => dynasm!(self.a ; .arch x64 ; add Rd(hd), v),
-                            Sub32 => dynasm!(self.a ; .arch x64 ; sub Rd(hd), v),
+                            Add32 => enc::alu_ri(&mut self.a, false, Alu::Add, hd, v),
+                            Sub32 => enc::alu_ri(&mut self.a, false, Alu::Sub, hd, v),
                             Mul32 => dynasm!(self.a ; .arch x64 ; imul Rd(hd), Rd(hd), v),
-                            Shl64 => dynasm!(self.a ; .arch x64 ; shl Rq(hd), s64),
-                            Shr64 => dynasm!(self.a ; .arch x64 ; shr Rq(hd), s64),
-                            Sar64 => dynasm!(self.a ; .arch x64 ; sar Rq(hd), s64),
-                            Shl32 => dynasm!(self.a ; .arch x64 ; shl Rd(hd), s32),
-                            Shr32 => dynasm!(self.a ; .arch x64 ; shr Rd(hd), s32),
-                            _ => dynasm!(self.a ; .arch x64 ; sar Rd(hd), s32),
+                            Shl64 => enc::shift_ri(&mut self.a, true, Shift::Shl, hd, s64 as u8),
+                            Shr64 => enc::shift_ri(&mut self.a, true, Shift::Shr, hd, s64 as u8),
+                            Sar64 => enc::shift_ri(&mut self.a, true, Shift::Sar, hd, s64 as u8),
+                            Shl32 => enc::shift_ri(&mut self.a, false, Shift::Shl, hd, s32 as u8),
+                            Shr32 => enc::shift_ri(&mut self.a, false, Shift::Shr, hd, s32 as u8),
+                            _ => enc::shift_ri(&mut self.a, false, Shift::Sar, hd, s32 as u8),
                         }
                         // A logical right shift by 1..=31 clears bit 31: the
                         // 32-bit result is already its own sign extension.
                         let sign_clear = op == Shr32 && s32 != 0;
                         if wide32 && !sign_clear {
-                            dynasm!(self.a ; .arch x64 ; movsxd Rq(hd), Rd(hd));
+                            enc::movsxd_rr(&mut self.a, hd, hd);
                         }
                     }
                     _ => return false,
@@ -1082,18 +1059,18 @@ impl Emitter<'_> {
                     self.put(d, rx);
                 }
                 match op {
-                    Add64 => dynasm!(self.a ; .arch x64 ; add Rq(hd), Rq(operand)),
-                    Sub64 => dynasm!(self.a ; .arch x64 ; sub Rq(hd), Rq(operand)),
-                    And => dynasm!(self.a ; .arch x64 ; and Rq(hd), Rq(operand)),
-                    Or => dynasm!(self.a ; .arch x64 ; or Rq(hd), Rq(operand)),
-                    Xor => dynasm!(self.a ; .arch x64 ; xor Rq(hd), Rq(operand)),
+                    Add64 => enc::alu_rr(&mut self.a, true, Alu::Add, hd, operand),
+                    Sub64 => enc::alu_rr(&mut self.a, true, Alu::Sub, hd, operand),
+                    And => enc::alu_rr(&mut self.a, true, Alu::And, hd, operand),
+                    Or => enc::alu_rr(&mut self.a, true, Alu::Or, hd, operand),
+                    Xor => enc::alu_rr(&mut self.a, true, Alu::Xor, hd, operand),
                     Mul64 => dynasm!(self.a ; .arch x64 ; imul Rq(hd), Rq(operand)),
-                    Add32 => dynasm!(self.a ; .arch x64 ; add Rd(hd), Rd(operand)),
-                    Sub32 => dynasm!(self.a ; .arch x64 ; sub Rd(hd), Rd(operand)),
+                    Add32 => enc::alu_rr(&mut self.a, false, Alu::Add, hd, operand),
+                    Sub32 => enc::alu_rr(&mut self.a, false, Alu::Sub, hd, operand),
                     _ => dynasm!(self.a ; .arch x64 ; imul Rd(hd), Rd(operand)),
                 }
                 if wide32 {
-                    dynasm!(self.a ; .arch x64 ; movsxd Rq(hd), Rd(hd));
+                    enc::movsxd_rr(&mut self.a, hd, hd);
                 }
                 true
             }
@@ -1141,10 +1118,10 @@ impl Emitter<'_> {
         };
         let ra = host(a);
         match y {
-            Src::R(b) => dynasm!(self.a ; .arch x64 ; cmp Rq(ra), Rq(host(b))),
+            Src::R(b) => enc::alu_rr(&mut self.a, true, Alu::Cmp, ra, host(b)),
             // Against 0, `test` sets the same flags (CF = OF = 0) shorter.
-            Src::Imm(0) => dynasm!(self.a ; .arch x64 ; test Rq(ra), Rq(ra)),
-            Src::Imm(v) => dynasm!(self.a ; .arch x64 ; cmp Rq(ra), v as i32),
+            Src::Imm(0) => enc::test_self(&mut self.a, ra),
+            Src::Imm(v) => enc::alu_ri(&mut self.a, true, Alu::Cmp, ra, v as i32),
         }
         let code = match cond {
             Cc::Eq => cc::E,

@@ -4,6 +4,7 @@
 
 mod buffers;
 mod compile;
+mod enc;
 mod signal;
 
 use crate::MemoryChecks;
