@@ -58,6 +58,25 @@ struct Args {
     /// Print the results as a Markdown table.
     #[arg(long)]
     markdown: bool,
+    /// Threads our recompiler may generate code on (2: programs of at least
+    /// 16,384 instructions are generated in two halves at the same time;
+    /// PolkaVM's compiles on one).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    jit_threads: usize,
+}
+
+impl Args {
+    /// How our recompiler may generate code.
+    fn parallelism(&self) -> pvm_jit::Parallelism {
+        if self.jit_threads > 1 {
+            pvm_jit::Parallelism {
+                threads: self.jit_threads,
+                ..pvm_jit::Parallelism::TWO_THREADS
+            }
+        } else {
+            pvm_jit::Parallelism::SERIAL
+        }
+    }
 }
 
 /// The engines compared.
@@ -322,7 +341,7 @@ fn bench_program(
     let (mut ours, mut theirs): (Box<dyn Runner>, Box<dyn Runner>) = match spec.kind {
         Kind::C { a0, .. } => (
             if jit {
-                Box::new(ours::JitCBench::load(&path, a0)?)
+                Box::new(ours::JitCBench::load(&path, a0, args.parallelism())?)
             } else {
                 Box::new(ours::CBench::load(&path, a0)?)
             },
@@ -341,6 +360,7 @@ fn bench_program(
                     &path,
                     wad.clone(),
                     args.doom_ticks,
+                    args.parallelism(),
                 )?)
             } else {
                 Box::new(ours::DoomBench::load(&path, wad.clone(), args.doom_ticks)?)
@@ -665,6 +685,17 @@ fn report(args: &Args, rows: &[Row]) -> String {
             out,
             "Creating PolkaVM's engine (ms, one per program): {}",
             engines.join(", ")
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "Our code generation: {} (--jit-threads {}); PolkaVM's: one thread.",
+            if args.jit_threads > 1 {
+                "two halves at the same time for programs of at least 16,384 instructions"
+            } else {
+                "the calling thread only"
+            },
+            args.jit_threads.max(1)
         );
     }
 

@@ -133,10 +133,11 @@ impl Runner for DoomBench {
 #[derive(Debug)]
 struct JitProgram {
     std_program: StandardProgram,
+    parallel: pvm_jit::Parallelism,
 }
 
 impl JitProgram {
-    fn load(path: &Path) -> Result<Self, String> {
+    fn load(path: &Path, parallel: pvm_jit::Parallelism) -> Result<Self, String> {
         let bytes = std::fs::read(path)
             .map_err(|e| format!("ours: cannot read {}: {e}", path.display()))?;
         let std_program =
@@ -148,7 +149,10 @@ impl JitProgram {
                     .into(),
             );
         }
-        let jit = JitProgram { std_program };
+        let jit = JitProgram {
+            std_program,
+            parallel,
+        };
         // Fail at load on a bad program. No instance yet: the first run's
         // is the program's first.
         jit.program()?;
@@ -178,10 +182,11 @@ impl JitProgram {
             .std_program
             .initialize::<FlatMemory>(&[])
             .map_err(|e| format!("ours: Y: {e}"))?;
-        let jit = pvm_std::jit::instance_from_program(
+        let jit = pvm_std::jit::instance_from_program_on(
             program,
             &initial.memory,
             pvm_jit::MemoryChecks::Hardware,
+            self.parallel,
         )
         .map_err(|e| format!("ours: JIT: {e}"))?;
         let total = start.elapsed();
@@ -208,9 +213,9 @@ pub struct JitCBench {
 }
 
 impl JitCBench {
-    pub fn load(path: &Path, a0: u64) -> Result<Self, String> {
+    pub fn load(path: &Path, a0: u64, parallel: pvm_jit::Parallelism) -> Result<Self, String> {
         Ok(JitCBench {
-            program: JitProgram::load(path)?,
+            program: JitProgram::load(path, parallel)?,
             a0,
         })
     }
@@ -238,9 +243,14 @@ pub struct JitDoomBench {
 }
 
 impl JitDoomBench {
-    pub fn load(path: &Path, wad: Vec<u8>, ticks: u64) -> Result<Self, String> {
+    pub fn load(
+        path: &Path,
+        wad: Vec<u8>,
+        ticks: u64,
+        parallel: pvm_jit::Parallelism,
+    ) -> Result<Self, String> {
         Ok(JitDoomBench {
-            program: JitProgram::load(path)?,
+            program: JitProgram::load(path, parallel)?,
             wad,
             ticks,
         })

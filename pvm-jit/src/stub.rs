@@ -45,7 +45,14 @@ impl JitInstance {
     pub fn with_checks(program: &Program, checks: crate::MemoryChecks) -> Result<Self, Error> {
         Self::from_program(program.clone(), checks)
     }
-    pub fn from_program(_program: Program, _checks: crate::MemoryChecks) -> Result<Self, Error> {
+    pub fn from_program(program: Program, checks: crate::MemoryChecks) -> Result<Self, Error> {
+        Self::from_program_on(program, checks, crate::Parallelism::SERIAL)
+    }
+    pub fn from_program_on(
+        _program: Program,
+        _checks: crate::MemoryChecks,
+        _parallel: crate::Parallelism,
+    ) -> Result<Self, Error> {
         Err(Error::Unsupported(
             "the recompiler is not built in (it needs Linux on x86-64 and the `recompiler` feature); use the interpreter",
         ))

@@ -337,8 +337,27 @@ pub fn run_jit_with(
     ticks: u64,
     checks: pvm_jit::MemoryChecks,
 ) -> Result<RunSummary, String> {
+    run_jit_on(
+        program,
+        memory,
+        host,
+        ticks,
+        checks,
+        pvm_jit::Parallelism::SERIAL,
+    )
+}
+
+/// [`run_jit_with`], generating code as `parallel` allows.
+pub fn run_jit_on(
+    program: &Program,
+    memory: FlatMemory,
+    host: &mut DoomHost,
+    ticks: u64,
+    checks: pvm_jit::MemoryChecks,
+    parallel: pvm_jit::Parallelism,
+) -> Result<RunSummary, String> {
     let mut vm =
-        crate::jit::instance_with_checks(program, &memory, checks).map_err(|e| e.to_string())?;
+        crate::jit::instance_on(program, &memory, checks, parallel).map_err(|e| e.to_string())?;
     drop(memory);
     run_on(&mut vm, host, ticks)
 }

@@ -2,7 +2,7 @@
 //! a [`JitInstance`].
 
 use pvm_core::{Error, FlatMemory, Program};
-use pvm_jit::{JitInstance, MemoryChecks};
+use pvm_jit::{JitInstance, MemoryChecks, Parallelism};
 
 /// A JIT instance for `program` whose memory is a copy of `memory` (every
 /// accessible page with its access and contents).
@@ -16,7 +16,20 @@ pub fn instance_with_checks(
     memory: &FlatMemory,
     checks: MemoryChecks,
 ) -> Result<JitInstance, Error> {
-    fill(JitInstance::with_checks(program, checks)?, memory)
+    instance_on(program, memory, checks, Parallelism::SERIAL)
+}
+
+/// As [`instance_with_checks`], generating code as `parallel` allows.
+pub fn instance_on(
+    program: &Program,
+    memory: &FlatMemory,
+    checks: MemoryChecks,
+    parallel: Parallelism,
+) -> Result<JitInstance, Error> {
+    fill(
+        JitInstance::from_program_on(program.clone(), checks, parallel)?,
+        memory,
+    )
 }
 
 /// As [`instance_with_checks`], taking the program (no copy of it).
@@ -25,7 +38,20 @@ pub fn instance_from_program(
     memory: &FlatMemory,
     checks: MemoryChecks,
 ) -> Result<JitInstance, Error> {
-    fill(JitInstance::from_program(program, checks)?, memory)
+    instance_from_program_on(program, memory, checks, Parallelism::SERIAL)
+}
+
+/// As [`instance_from_program`], generating code as `parallel` allows.
+pub fn instance_from_program_on(
+    program: Program,
+    memory: &FlatMemory,
+    checks: MemoryChecks,
+    parallel: Parallelism,
+) -> Result<JitInstance, Error> {
+    fill(
+        JitInstance::from_program_on(program, checks, parallel)?,
+        memory,
+    )
 }
 
 /// `jit` with `memory`'s pages copied in.

@@ -373,6 +373,10 @@ pub enum Backend {
     /// The recompiler with page protection, addressing guest memory
     /// through a base register only (`pvm_jit::MemoryChecks::HardwareNoSegment`).
     JitNoSegment,
+    /// The recompiler as [`Jit`](Self::Jit), its code generated in two
+    /// halves on two threads whatever the program's size (the split that
+    /// `pvm_jit::Parallelism::TWO_THREADS` makes only for big programs).
+    JitSplit,
 }
 
 impl Backend {
@@ -382,6 +386,7 @@ impl Backend {
             "jit" => Some(Backend::Jit),
             "jit-checked" => Some(Backend::JitChecked),
             "jit-noseg" => Some(Backend::JitNoSegment),
+            "jit-split" => Some(Backend::JitSplit),
             _ => None,
         }
     }
@@ -390,9 +395,20 @@ impl Backend {
     pub fn memory_checks(self) -> Option<pvm_jit::MemoryChecks> {
         match self {
             Backend::Interp => None,
-            Backend::Jit => Some(pvm_jit::MemoryChecks::Hardware),
+            Backend::Jit | Backend::JitSplit => Some(pvm_jit::MemoryChecks::Hardware),
             Backend::JitChecked => Some(pvm_jit::MemoryChecks::Explicit),
             Backend::JitNoSegment => Some(pvm_jit::MemoryChecks::HardwareNoSegment),
+        }
+    }
+
+    /// How a recompiler backend generates code.
+    pub fn parallelism(self) -> pvm_jit::Parallelism {
+        match self {
+            Backend::JitSplit => pvm_jit::Parallelism {
+                threads: 2,
+                min_instructions: 0,
+            },
+            _ => pvm_jit::Parallelism::SERIAL,
         }
     }
 }
@@ -552,12 +568,16 @@ pub fn run_on(
         (Some(p), Backend::Interp) => {
             Box::new(Vm::new(p, FlatMemory::new(), vector.initial_pc, gas0))
         }
-        (Some(p), Backend::Jit | Backend::JitChecked | Backend::JitNoSegment) => {
+        (
+            Some(p),
+            Backend::Jit | Backend::JitChecked | Backend::JitNoSegment | Backend::JitSplit,
+        ) => {
             let checks = backend
                 .memory_checks()
                 .unwrap_or(pvm_jit::MemoryChecks::Hardware);
-            let mut j =
-                JitInstance::with_checks(p, checks).map_err(|e| Failure(format!("jit: {e}")))?;
+            let parallel = backend.parallelism();
+            let mut j = JitInstance::from_program_on(p.clone(), checks, parallel)
+                .map_err(|e| Failure(format!("jit: {e}")))?;
             j.set_pc(vector.initial_pc);
             j.set_gas(gas0);
             Box::new(j)

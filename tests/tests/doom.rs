@@ -11,11 +11,15 @@ const WAD: &str = "/usr/share/games/doom/freedoom1.wad";
 
 /// Loads DOOM and runs the reference run (init + 600 ticks) under `model`.
 fn reference_run(model: &dyn pvm_core::GasModel) -> Option<doom::RunSummary> {
-    reference_run_on(model, false)
+    reference_run_on(model, None)
 }
 
-/// The reference run on the interpreter, or on the recompiler with `jit`.
-fn reference_run_on(model: &dyn pvm_core::GasModel, jit: bool) -> Option<doom::RunSummary> {
+/// The reference run on the interpreter, or on the recompiler generating
+/// code as `jit` allows.
+fn reference_run_on(
+    model: &dyn pvm_core::GasModel,
+    jit: Option<pvm_jit::Parallelism>,
+) -> Option<doom::RunSummary> {
     let Some(shared) = shared_dir() else {
         shared_missing("../shared/programs");
         return None;
@@ -38,8 +42,15 @@ fn reference_run_on(model: &dyn pvm_core::GasModel, jit: bool) -> Option<doom::R
         .set_gas_model(model)
         .expect("the model costs every block");
     let mut host = DoomHost::new(wad);
-    let summary = if jit {
-        doom::run_jit(&loaded.program, loaded.initial.memory, &mut host, 600)
+    let summary = if let Some(parallel) = jit {
+        doom::run_jit_on(
+            &loaded.program,
+            loaded.initial.memory,
+            &mut host,
+            600,
+            pvm_jit::MemoryChecks::Hardware,
+            parallel,
+        )
     } else {
         doom::run(&loaded.program, loaded.initial.memory, &mut host, 600)
     }
@@ -79,11 +90,32 @@ fn doom_600_ticks_on_the_jit_match_the_reference_run() {
     if !pvm_jit::is_supported() {
         return;
     }
-    let Some(summary) = reference_run_on(&pvm_core::gas::Naive, true) else {
+    let Some(summary) = reference_run_on(&pvm_core::gas::Naive, Some(pvm_jit::Parallelism::SERIAL))
+    else {
         return;
     };
     assert_eq!(summary.init_gas, 215_745_347, "ext_initialize gas (jit)");
     assert_eq!(summary.ticks_gas, 8_834_133_415, "600 x ext_tick gas (jit)");
+}
+
+#[test]
+fn doom_600_ticks_on_the_jit_with_code_generated_on_two_threads() {
+    if !pvm_jit::is_supported() {
+        return;
+    }
+    // DOOM is big enough for the split (164,366 instructions).
+    let two = pvm_jit::Parallelism::TWO_THREADS;
+    let Some(summary) = reference_run_on(&pvm_core::gas::Naive, Some(two)) else {
+        return;
+    };
+    assert_eq!(
+        summary.init_gas, 215_745_347,
+        "ext_initialize gas (jit, split)"
+    );
+    assert_eq!(
+        summary.ticks_gas, 8_834_133_415,
+        "600 x ext_tick gas (jit, split)"
+    );
 }
 
 #[test]

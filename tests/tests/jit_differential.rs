@@ -17,7 +17,7 @@ use proptest::sample::Index;
 use pvm_core::interp::Heap;
 use pvm_core::isa::*;
 use pvm_core::{Access, Blob, Exit, FlatMemory, Memory, Program, Vm, PAGE_SIZE};
-use pvm_jit::{JitInstance, MemoryChecks};
+use pvm_jit::{JitInstance, MemoryChecks, Parallelism};
 
 /// Pages the tests lay out: (page, access).
 const LAYOUT: [(u32, Access); 7] = [
@@ -178,6 +178,8 @@ struct Case {
     naive: bool,
     /// How the recompiler keeps accesses in bounds: all three ways.
     checks: MemoryChecks,
+    /// Code generated in two halves on two threads (whatever the size).
+    split: bool,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -195,9 +197,10 @@ fn case() -> impl Strategy<Value = Case> {
             Just(MemoryChecks::HardwareNoSegment),
             Just(MemoryChecks::Explicit)
         ],
+        any::<bool>(),
     )
         .prop_map(
-            |(profile, specs, jump_table, mut regs, start, gas, naive, halt, checks)| {
+            |(profile, specs, jump_table, mut regs, start, gas, naive, halt, checks, split)| {
                 // Half the runs can end through the final `jump_ind r0, 0`.
                 if halt {
                     regs[0] = u64::from(pvm_core::HALT_ADDRESS);
@@ -211,6 +214,7 @@ fn case() -> impl Strategy<Value = Case> {
                     gas,
                     naive,
                     checks,
+                    split,
                 }
             },
         )
@@ -295,7 +299,15 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     vm.set_heap(Some(heap));
 
     let checks = case.checks;
-    let mut jit = JitInstance::with_checks(&program, checks)
+    let parallel = if case.split {
+        Parallelism {
+            threads: 2,
+            min_instructions: 0,
+        }
+    } else {
+        Parallelism::SERIAL
+    };
+    let mut jit = JitInstance::from_program_on(program.clone(), checks, parallel)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     for (page, access) in LAYOUT {
         jit.map(page, 1, access);

@@ -148,18 +148,24 @@ impl MapPool {
         Some(pool.swap_remove(best))
     }
 
-    /// `code` in memory that can be executed and not written: a pooled
+    /// Code in memory that can be executed and not written: a pooled
     /// mapping of about its size if there is one, else a fresh one.
-    pub fn executable(&self, code: &[u8]) -> Result<memmap2::Mmap, Error> {
-        let mut map = match self.take(code.len().max(1)) {
+    /// `parts` are copied one after the other.
+    pub fn executable(&self, parts: &[&[u8]]) -> Result<memmap2::Mmap, Error> {
+        let len: usize = parts.iter().map(|c| c.len()).sum();
+        let mut map = match self.take(len.max(1)) {
             Some(m) => m
                 .make_mut()
                 .map_err(|_| Error::Unsupported("cannot make pooled JIT code writable"))?,
-            None => memmap2::MmapMut::map_anon(code.len().max(1))
+            None => memmap2::MmapMut::map_anon(len.max(1))
                 .map_err(|_| Error::Unsupported("cannot allocate JIT code"))?,
         };
-        map[..code.len()].copy_from_slice(code);
-        map[code.len()..].fill(0xCC);
+        let mut at = 0;
+        for code in parts {
+            map[at..at + code.len()].copy_from_slice(code);
+            at += code.len();
+        }
+        map[len..].fill(0xCC);
         // x86-64 keeps instruction fetch coherent with stores: no flush needed.
         map.make_exec()
             .map_err(|_| Error::Unsupported("cannot make JIT code executable"))
@@ -189,11 +195,11 @@ mod tests {
     #[test]
     fn a_reused_mapping_holds_the_new_code_and_int3_after_it() {
         let pool = MapPool::new();
-        let first = pool.executable(&[0x90; 3000]).unwrap();
+        let first = pool.executable(&[&[0x90; 3000]]).unwrap();
         let addr = first.as_ptr();
         pool.give_back(first);
         assert_eq!(pool.len(), 1);
-        let second = pool.executable(&[0xC3; 1000]).unwrap();
+        let second = pool.executable(&[&[0xC3; 1000]]).unwrap();
         assert_eq!(second.as_ptr(), addr, "the pooled mapping was not reused");
         assert_eq!(pool.len(), 0);
         assert!(second[..1000].iter().all(|&b| b == 0xC3));
@@ -206,13 +212,13 @@ mod tests {
     #[test]
     fn a_much_bigger_mapping_is_not_reused_and_the_pool_is_bounded() {
         let pool = MapPool::new();
-        let big = pool.executable(&vec![0x90; 1 << 20]).unwrap();
+        let big = pool.executable(&[&vec![0x90; 1 << 20]]).unwrap();
         pool.give_back(big);
-        let small = pool.executable(&[0xC3; 100]).unwrap();
+        let small = pool.executable(&[&[0xC3; 100]]).unwrap();
         assert_eq!(small.len(), 100);
         assert_eq!(pool.len(), 1);
         for _ in 0..MAPS_MAX + 4 {
-            let m = pool.executable(&[0xC3; 10]).unwrap();
+            let m = pool.executable(&[&[0xC3; 10]]).unwrap();
             pool.give_back(m);
         }
         let maps: Vec<_> = (0..MAPS_MAX + 4)

@@ -64,6 +64,8 @@ pub(super) struct Code {
     pub entry: u32,
     /// Native offset of the page-fault stub the signal handler resumes at.
     pub fault_stub: u32,
+    /// How many parts were generated separately and joined (1 or 2).
+    pub parts: usize,
 }
 
 impl Drop for Code {
@@ -270,10 +272,70 @@ struct Emitter<'p> {
     access_stubs: Vec<(Label, u32)>,
     /// The instruction being emitted.
     cur: usize,
+    /// The end of the instructions this emitter generates (the code after
+    /// the last of them is not the next instruction's).
+    end: usize,
 }
 
-pub(super) fn compile(p: &Program, sbrk: usize, addressing: Addressing) -> Result<Code, Error> {
+/// The code of a range of instructions, generated on its own: offsets are
+/// relative to its own start until the parts are joined.
+struct Part {
+    scratch: buffers::Scratch,
+    starts: Vec<u32>,
+    /// Offsets of the entry trampoline, the invalid-jump-table-entry stub
+    /// and the page-fault stub, in the part that holds them.
+    entry: Option<u32>,
+    invalid_entry: Option<u32>,
+    fault_stub: Option<u32>,
+}
+
+/// Labels every part shares: one per gas block (`0..blocks`), then these.
+const EPILOGUE: u32 = 0;
+const DJUMP: u32 = 1;
+const PANIC_COMMON: u32 = 2;
+const SHARED_EXTRA: u32 = 3;
+
+/// Generates the code of `p`: in one pass, or, as `parallel` allows, in
+/// two halves (split at a gas block) generated at the same time and joined.
+/// Both give the same instructions; only where the out-of-line stubs of the
+/// first half lie differs.
+pub(super) fn compile(
+    p: &Program,
+    sbrk: usize,
+    addressing: Addressing,
+    parallel: crate::Parallelism,
+) -> Result<Code, Error> {
     let n = p.instructions().len();
+    let blocks = p.block_count();
+    let shared = blocks as u32 + SHARED_EXTRA;
+    let parts = if parallel.threads > 1 && n >= parallel.min_instructions && blocks >= 2 {
+        let mid = p.block_start(blocks / 2);
+        let (first, second) = std::thread::scope(|s| {
+            let second = s.spawn(|| emit_part(p, sbrk, addressing, mid..n, false, true, shared));
+            let first = emit_part(p, sbrk, addressing, 0..mid, true, false, shared);
+            (first, second.join())
+        });
+        let second =
+            second.map_err(|_| Error::Unsupported("JIT: a code generator thread failed"))?;
+        vec![first?, second?]
+    } else {
+        vec![emit_part(p, sbrk, addressing, 0..n, true, true, shared)?]
+    };
+    join(p, parts, shared)
+}
+
+/// Emits instructions `range` (with the entry trampoline if `first`, and
+/// the shared exits if `last`), then the range's out-of-line stubs.
+fn emit_part(
+    p: &Program,
+    sbrk: usize,
+    addressing: Addressing,
+    range: core::ops::Range<usize>,
+    first: bool,
+    last: bool,
+    shared: u32,
+) -> Result<Part, Error> {
+    let n = range.len();
     let blocks = p.block_count();
     // The buffers of an earlier compilation if there are any, sized from
     // measured programs (DOOM: about 15 bytes per instruction, two labels
@@ -281,58 +343,63 @@ pub(super) fn compile(p: &Program, sbrk: usize, addressing: Addressing) -> Resul
     let scratch = buffers::scratch();
     let (mut a, mut labels, mut fixups) = (scratch.code, scratch.labels, scratch.fixups);
     a.0.reserve(16 * n + 4096);
-    labels.reserve(2 * blocks + 8);
+    labels.reserve(shared as usize + blocks + 8);
     fixups.reserve(3 * blocks + 8);
-    // Labels 0..blocks: the charge prologues.
-    labels.resize(blocks, UNBOUND);
+    labels.resize(shared as usize, UNBOUND);
+    let special = |k: u32| Label(blocks as u32 + k);
     let mut e = Emitter {
         a,
         p,
         labels,
         fixups,
-        epilogue: Label(UNBOUND),
-        djump: Label(UNBOUND),
-        panic_common: Label(UNBOUND),
-        oog_stubs: Vec::with_capacity(blocks),
+        epilogue: special(EPILOGUE),
+        djump: special(DJUMP),
+        panic_common: special(PANIC_COMMON),
+        oog_stubs: Vec::new(),
         panic_stubs: Vec::new(),
         addressing,
         access_stubs: Vec::new(),
         cur: 0,
+        end: range.end,
     };
-    e.epilogue = e.new_label();
-    e.djump = e.new_label();
-    e.panic_common = e.new_label();
     let (epilogue, djump, panic_common) = (e.epilogue, e.djump, e.panic_common);
 
-    // Entry trampoline: extern "sysv64" fn(window_base, target) -> u32.
-    let entry = e.a.offset().0 as u32;
-    dynasm!(e.a
-        ; .arch x64
-        ; push rbx
-        ; push rbp
-        ; push r12
-        ; push r13
-        ; push r14
-        ; push r15
-        ; sub rsp, 8
-        ; mov r15, rdi
-    );
-    if addressing == Addressing::Segment {
-        // Keep the host's GS base; GS = the window while guest code runs.
+    let mut entry = None;
+    if first {
+        // Entry trampoline: extern "sysv64" fn(window_base, target) -> u32.
+        entry = Some(e.a.offset().0 as u32);
         dynasm!(e.a
             ; .arch x64
-            ; rdgsbase rax
-            ; mov QWORD [r15 + SAVED_GS], rax
-            ; wrgsbase r15
+            ; push rbx
+            ; push rbp
+            ; push r12
+            ; push r13
+            ; push r14
+            ; push r15
+            ; sub rsp, 8
+            ; mov r15, rdi
         );
+        if addressing == Addressing::Segment {
+            // Keep the host's GS base; GS = the window while guest code runs.
+            dynasm!(e.a
+                ; .arch x64
+                ; rdgsbase rax
+                ; mov QWORD [r15 + SAVED_GS], rax
+                ; wrgsbase r15
+            );
+        }
+        dynasm!(e.a ; .arch x64 ; mov rax, rsi);
+        e.reload_all();
+        dynasm!(e.a ; .arch x64 ; jmp rax);
     }
-    dynasm!(e.a ; .arch x64 ; mov rax, rsi);
-    e.reload_all();
-    dynasm!(e.a ; .arch x64 ; jmp rax);
 
-    let mut starts = buffers::starts(n);
-    let mut next_block = 0;
-    for i in 0..n {
+    let mut starts = if first {
+        buffers::starts(p.instructions().len())
+    } else {
+        Vec::with_capacity(n)
+    };
+    let mut next_block = p.block_of(range.start);
+    for i in range {
         if next_block < blocks && p.block_start(next_block) == i {
             e.emit_charge(i, next_block);
             next_block += 1;
@@ -372,56 +439,135 @@ pub(super) fn compile(p: &Program, sbrk: usize, addressing: Addressing) -> Resul
         dynasm!(e.a ; .arch x64 ; mov DWORD [r15 + EXIT_IDX], idx as i32);
         e.jmp(panic_common);
     }
-    // Dynamic jump: eax = address, EXIT_IDX = the jumping instruction.
-    let halt = e.new_label();
-    e.bind(djump);
-    dynasm!(e.a ; .arch x64 ; cmp eax, 0xFFFF_0000u32 as i32);
-    e.jcc(cc::E, halt);
-    dynasm!(e.a ; .arch x64 ; test eax, 1);
-    e.jcc(cc::NE, panic_common);
-    dynasm!(e.a
-        ; .arch x64
-        ; shr eax, 1
-        ; sub eax, 1
-        ; cmp rax, QWORD [r15 + JT_LEN]
-    );
-    e.jcc(cc::AE, panic_common);
-    dynasm!(e.a
-        ; .arch x64
-        ; shl rax, 3
-        ; add rax, QWORD [r15 + JT_PTR]
-        ; jmp QWORD [rax]
-    );
-    e.bind(halt);
-    dynasm!(e.a ; .arch x64 ; mov eax, exit_kind::HALT as i32);
-    e.jmp(epilogue);
-    let invalid_entry = e.a.offset().0 as u32;
-    e.bind(panic_common);
-    dynasm!(e.a ; .arch x64 ; mov eax, exit_kind::PANIC as i32);
-    e.jmp(epilogue);
-    let fault_stub = e.a.offset().0 as u32;
-    dynasm!(e.a ; .arch x64 ; mov eax, exit_kind::PAGE_FAULT as i32);
-    e.bind(epilogue);
-    e.spill_all();
-    if addressing == Addressing::Segment {
-        // The host's GS base back (rcx is spilled; eax holds the exit).
+    let (mut invalid_entry, mut fault_stub) = (None, None);
+    if last {
+        // Dynamic jump: eax = address, EXIT_IDX = the jumping instruction.
+        let halt = e.new_label();
+        e.bind(djump);
+        dynasm!(e.a ; .arch x64 ; cmp eax, 0xFFFF_0000u32 as i32);
+        e.jcc(cc::E, halt);
+        dynasm!(e.a ; .arch x64 ; test eax, 1);
+        e.jcc(cc::NE, panic_common);
         dynasm!(e.a
             ; .arch x64
-            ; mov rcx, QWORD [r15 + SAVED_GS]
-            ; wrgsbase rcx
+            ; shr eax, 1
+            ; sub eax, 1
+            ; cmp rax, QWORD [r15 + JT_LEN]
+        );
+        e.jcc(cc::AE, panic_common);
+        dynasm!(e.a
+            ; .arch x64
+            ; shl rax, 3
+            ; add rax, QWORD [r15 + JT_PTR]
+            ; jmp QWORD [rax]
+        );
+        e.bind(halt);
+        dynasm!(e.a ; .arch x64 ; mov eax, exit_kind::HALT as i32);
+        e.jmp(epilogue);
+        invalid_entry = Some(e.a.offset().0 as u32);
+        e.bind(panic_common);
+        dynasm!(e.a ; .arch x64 ; mov eax, exit_kind::PANIC as i32);
+        e.jmp(epilogue);
+        fault_stub = Some(e.a.offset().0 as u32);
+        dynasm!(e.a ; .arch x64 ; mov eax, exit_kind::PAGE_FAULT as i32);
+        e.bind(epilogue);
+        e.spill_all();
+        if addressing == Addressing::Segment {
+            // The host's GS base back (rcx is spilled; eax holds the exit).
+            dynasm!(e.a
+                ; .arch x64
+                ; mov rcx, QWORD [r15 + SAVED_GS]
+                ; wrgsbase rcx
+            );
+        }
+        dynasm!(e.a
+            ; .arch x64
+            ; add rsp, 8
+            ; pop r15
+            ; pop r14
+            ; pop r13
+            ; pop r12
+            ; pop rbp
+            ; pop rbx
+            ; ret
         );
     }
-    dynasm!(e.a
-        ; .arch x64
-        ; add rsp, 8
-        ; pop r15
-        ; pop r14
-        ; pop r13
-        ; pop r12
-        ; pop rbp
-        ; pop rbx
-        ; ret
-    );
+    let Emitter {
+        a: code,
+        labels,
+        fixups,
+        ..
+    } = e;
+    Ok(Part {
+        scratch: buffers::Scratch {
+            code,
+            labels,
+            fixups,
+        },
+        starts,
+        entry,
+        invalid_entry,
+        fault_stub,
+    })
+}
+
+/// Joins the parts into one mapping: shared labels take the offset of the
+/// part that bound them, every jump is filled in, and the jump table points
+/// at its entries' charge prologues.
+fn join(p: &Program, mut parts: Vec<Part>, shared: u32) -> Result<Code, Error> {
+    let mut bases = Vec::with_capacity(parts.len());
+    let mut total = 0u32;
+    for part in &parts {
+        bases.push(total);
+        total += part.scratch.code.0.len() as u32;
+    }
+    // The shared labels' offsets: with one part, its own labels.
+    let single = parts.len() == 1;
+    let global = if single {
+        core::mem::take(&mut parts[0].scratch.labels)
+    } else {
+        let mut global = vec![UNBOUND; shared as usize];
+        for (part, &base) in parts.iter().zip(&bases) {
+            for (g, &at) in global.iter_mut().zip(&part.scratch.labels) {
+                if at != UNBOUND {
+                    *g = at + base;
+                }
+            }
+        }
+        global
+    };
+    let unencodable = Error::Unsupported("JIT: a jump that cannot be encoded");
+    for (part, &base) in parts.iter_mut().zip(&bases) {
+        let s = &mut part.scratch;
+        for &(at, l) in &s.fixups {
+            let to = if l < shared || single {
+                global[l as usize]
+            } else {
+                match s.labels[l as usize] {
+                    UNBOUND => UNBOUND,
+                    local => local + base,
+                }
+            };
+            if to == UNBOUND {
+                return Err(unencodable);
+            }
+            let rel = i64::from(to) - (i64::from(at + base) + 4);
+            let rel = i32::try_from(rel).map_err(|_| unencodable.clone())?;
+            s.code.0[at as usize..at as usize + 4].copy_from_slice(&rel.to_le_bytes());
+        }
+    }
+    let find = |f: fn(&Part) -> Option<u32>| {
+        parts
+            .iter()
+            .zip(&bases)
+            .find_map(|(part, &base)| f(part).map(|o| o + base))
+            .ok_or(Error::Unsupported(
+                "JIT: a part of the generated code is missing",
+            ))
+    };
+    let entry = find(|q| q.entry)?;
+    let invalid_entry = find(|q| q.invalid_entry)?;
+    let fault_stub = find(|q| q.fault_stub)?;
 
     // Jump table: native offsets of the entries' charge prologues.
     let mut jump_table = Vec::with_capacity(p.jump_table_targets().len());
@@ -430,40 +576,46 @@ pub(super) fn compile(p: &Program, sbrk: usize, addressing: Addressing) -> Resul
             invalid_entry
         } else {
             // Entries are in ϖ, which always start a gas block.
-            e.labels[e.label(t as usize)?.0 as usize]
+            global[block_label(p, t as usize)?.0 as usize]
         });
     }
-    let Emitter {
-        a: mut code,
-        labels,
-        fixups,
-        ..
-    } = e;
-    let bytes = &mut code.0;
-    for &(at, l) in &fixups {
-        let to = labels[l as usize];
-        let rel = i64::from(to) - (i64::from(at) + 4);
-        let rel = i32::try_from(rel)
-            .ok()
-            .filter(|_| to != UNBOUND)
-            .ok_or(Error::Unsupported("JIT: a jump that cannot be encoded"))?;
-        bytes[at as usize..at as usize + 4].copy_from_slice(&rel.to_le_bytes());
+
+    let count = parts.len();
+    let codes: Vec<&[u8]> = parts.iter().map(|q| &q.scratch.code.0[..]).collect();
+    let buf = buffers::MAPS.executable(&codes)?;
+    let mut parts = parts.into_iter();
+    let mut first = parts
+        .next()
+        .ok_or(Error::Unsupported("JIT: no code generated"))?;
+    let mut starts = core::mem::take(&mut first.starts);
+    if single {
+        first.scratch.labels = global;
     }
-    let buf = buffers::MAPS.executable(bytes)?;
-    let len = bytes.len();
-    buffers::give_back_scratch(buffers::Scratch {
-        code,
-        labels,
-        fixups,
-    });
+    buffers::give_back_scratch(first.scratch);
+    for (part, &base) in parts.zip(&bases[1..]) {
+        starts.extend(part.starts.iter().map(|&o| o + base));
+        buffers::give_back_scratch(part.scratch);
+    }
     Ok(Code {
         buf: ManuallyDrop::new(buf),
-        len,
+        len: total as usize,
         starts,
         jump_table,
         entry,
         fault_stub,
+        parts: count,
     })
+}
+
+/// The label of the charge prologue of block-starting instruction `t`.
+fn block_label(p: &Program, t: usize) -> Result<Label, Error> {
+    let b = p.block_of(t);
+    if p.block_start(b) != t {
+        return Err(Error::Unsupported(
+            "JIT: a jump target that does not start a gas block",
+        ));
+    }
+    Ok(Label(b as u32))
 }
 
 /// The native address of `off` in `buf`.
@@ -548,20 +700,15 @@ impl Emitter<'_> {
 
     /// The label of the charge prologue of block-starting instruction `t`.
     fn label(&self, t: usize) -> Result<Label, Error> {
-        let b = self.p.block_of(t);
-        if self.p.block_start(b) != t {
-            return Err(Error::Unsupported(
-                "JIT: a jump target that does not start a gas block",
-            ));
-        }
-        Ok(Label(b as u32))
+        block_label(self.p, t)
     }
 
     /// Continues at block-starting instruction `t` (nothing to emit when
-    /// it comes next in code order: its prologue follows).
+    /// it comes next in code order: its prologue follows, unless it starts
+    /// the next part).
     fn goto(&mut self, t: usize) -> Result<(), Error> {
         let l = self.label(t)?;
-        if t != self.cur + 1 {
+        if t != self.cur + 1 || t >= self.end {
             self.jmp(l);
         }
         Ok(())

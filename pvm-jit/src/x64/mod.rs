@@ -472,6 +472,16 @@ impl JitInstance {
 
     /// As [`with_checks`](Self::with_checks), taking the program (no copy).
     pub fn from_program(program: Program, checks: MemoryChecks) -> Result<Self, Error> {
+        Self::from_program_on(program, checks, crate::Parallelism::SERIAL)
+    }
+
+    /// As [`from_program`](Self::from_program), generating the code on up
+    /// to `parallel.threads` threads (see [`Parallelism`](crate::Parallelism)).
+    pub fn from_program_on(
+        program: Program,
+        checks: MemoryChecks,
+        parallel: crate::Parallelism,
+    ) -> Result<Self, Error> {
         if !cpu_has_features() {
             return Err(Error::Unsupported(
                 "the recompiler needs a CPU with popcnt, lzcnt, BMI1 and BMI2 (x86-64-v3)",
@@ -486,7 +496,12 @@ impl JitInstance {
             signal::install()?;
         }
         let t0 = Instant::now();
-        let code = compile::compile(&program, sbrk_helper as *const () as usize, addressing)?;
+        let code = compile::compile(
+            &program,
+            sbrk_helper as *const () as usize,
+            addressing,
+            parallel,
+        )?;
         let compile_time = t0.elapsed();
         let base = compile::addr(&code.buf, 0) as u64;
         let jump_table: Vec<u64> = code
@@ -515,6 +530,11 @@ impl JitInstance {
     /// (see [`MemoryChecks::Hardware`]).
     pub fn segment_addressing(&self) -> bool {
         self.addressing == compile::Addressing::Segment
+    }
+    /// How many parts the code was generated in at the same time (1, or 2
+    /// under [`Parallelism`](crate::Parallelism) for a big program).
+    pub fn code_parts(&self) -> usize {
+        self.code.parts
     }
     /// Size of the generated code in bytes.
     pub fn code_size(&self) -> usize {
@@ -810,6 +830,52 @@ mod tests {
         assert_eq!(vm.run(), Ok(Exit::Halt));
         assert_eq!((vm.reg(7), vm.gas(), vm.pc()), (5, 97, 5));
         assert_eq!(vm.run(), Err(Error::Finished));
+    }
+
+    #[test]
+    fn code_generated_in_two_parts_runs_across_them() {
+        // Four blocks: the split puts blocks 2 and 3 in the second part, so
+        // jumps go both ways between the parts, and the second part's
+        // out-of-gas and page-fault exits are taken.
+        let text = "load_imm r1, 3\njump loop\n\
+                    loop:\nadd_imm_64 r1, r1, -1\nbranch_eq_imm r1, 0, done\njump loop\n\
+                    done:\nload_imm r8, 0x20010\nstore_ind_u32 r1, r8, 0\njump_ind r0, 0\n";
+        let p = program(text, Profile::V0_8);
+        assert!(p.block_count() >= 4, "{} blocks", p.block_count());
+        let two = crate::Parallelism {
+            threads: 2,
+            min_instructions: 0,
+        };
+        let serial = JitInstance::from_program_on(
+            p.clone(),
+            MemoryChecks::Hardware,
+            crate::Parallelism::SERIAL,
+        )
+        .unwrap();
+        assert_eq!(serial.code_parts(), 1);
+        let mut vm = JitInstance::from_program_on(p.clone(), MemoryChecks::Hardware, two).unwrap();
+        assert_eq!(vm.code_parts(), 2);
+        // Too little gas for the whole loop: out of gas inside it.
+        vm.set_gas(10);
+        vm.set_reg(0, u64::from(pvm_core::HALT_ADDRESS));
+        assert_eq!(vm.run(), Ok(Exit::OutOfGas));
+        vm.set_gas(1000);
+        // The store faults (page not mapped), then halts once it is.
+        assert_eq!(vm.run(), Ok(Exit::PageFault(0x20000)));
+        vm.map(0x20, 1, Access::Write);
+        assert_eq!(vm.run(), Ok(Exit::Halt));
+        let mut interp = pvm_core::Vm::new(&p, pvm_core::FlatMemory::new(), 0, 10);
+        interp.set_reg(0, u64::from(pvm_core::HALT_ADDRESS));
+        assert_eq!(interp.run(), Ok(Exit::OutOfGas));
+        interp.set_gas(1000);
+        assert_eq!(interp.run(), Ok(Exit::PageFault(0x20000)));
+        pvm_core::Memory::set_access(interp.memory_mut(), 0x20, 1, Access::Write);
+        assert_eq!(interp.run(), Ok(Exit::Halt));
+        assert_eq!(vm.regs(), interp.regs());
+        assert_eq!((vm.gas(), vm.pc()), (interp.gas(), interp.pc()));
+        let mut word = [0u8; 4];
+        vm.read(0x20010, &mut word).unwrap();
+        assert_eq!(word, [0; 4]);
     }
 
     #[test]
