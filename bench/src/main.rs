@@ -58,9 +58,9 @@ struct Args {
     /// Print the results as a Markdown table.
     #[arg(long)]
     markdown: bool,
-    /// Threads our recompiler may generate code on (2: programs of at least
-    /// 16,384 instructions are generated in two halves at the same time;
-    /// PolkaVM's compiles on one).
+    /// Threads our recompiler may decode and generate code on (2 or more:
+    /// programs of at least 16,384 instructions are cut into pieces that
+    /// the threads take in turn; PolkaVM's compiles on one).
     #[arg(long, value_name = "N", default_value_t = 1)]
     jit_threads: usize,
 }
@@ -691,7 +691,7 @@ fn report(args: &Args, rows: &[Row]) -> String {
             out,
             "Our code generation: {} (--jit-threads {}); PolkaVM's: one thread.",
             if args.jit_threads > 1 {
-                "two halves at the same time for programs of at least 16,384 instructions"
+                "decoding and code generation in pieces on more threads for programs of at least 16,384 instructions"
             } else {
                 "the calling thread only"
             },

@@ -160,11 +160,13 @@ impl JitProgram {
     }
 
     /// The code blob decoded and validated, with the naive gas model.
+    /// (In pieces on more threads as `--jit-threads` allows.)
     fn program(&self) -> Result<Program, String> {
-        let program = Program::from_bytes_with_gas_model(
+        let program = pvm_std::jit::program_on(
             &self.std_program.code,
             Profile::V0_8,
             &pvm_core::gas::Naive,
+            self.parallel,
         )
         .map_err(|e| format!("ours: {e}"))?;
         Ok(program)

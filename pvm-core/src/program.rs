@@ -209,6 +209,27 @@ impl Blob {
         w.trailing_zeros()
     }
 
+    /// A marked start at or after `near` whose previous marked
+    /// start holds a GP 0.8 terminator: where a 0.8 walk can be cut in two
+    /// (the walk from 0 reaches it right after a terminator, if the
+    /// program is valid). `None` for small code, or if none is found soon.
+    fn split_point(&self, near: usize) -> Option<usize> {
+        let n = self.code.len();
+        if n < 1024 {
+            return None;
+        }
+        let mut prev = (near..n).find(|&i| self.is_start(i))?;
+        for _ in 0..4096 {
+            let next = (prev + 1..n).find(|&i| self.is_start(i))?;
+            let op = Opcode::from_byte(Profile::V0_8, self.code[prev]);
+            if op.is_some_and(|op| op.is_terminator()) {
+                return Some(next);
+            }
+            prev = next;
+        }
+        None
+    }
+
     /// The marked instruction starts below the end of the code, as 64-bit
     /// words (bit `pc % 64` of word `pc / 64`), `(len + 1).div_ceil(64)`
     /// words.
@@ -330,6 +351,9 @@ struct Spare {
 }
 
 static SPARE: spin::Mutex<Option<Spare>> = spin::Mutex::new(None);
+/// The tables of the pieces after the first of the last split decodings
+/// ([`Program::with_gas_model_split`]), kept the same way (a few sets).
+static SPARE_PIECES: spin::Mutex<Vec<Spare>> = spin::Mutex::new(Vec::new());
 
 impl Spare {
     /// Tables for more instructions than this are not kept (24 MiB of
@@ -356,6 +380,34 @@ impl Spare {
 
     /// Keeps these tables, emptied, unless they are too big or the ones
     /// kept already are bigger.
+    /// Kept tables of a split decoding's piece for about `len` code bytes.
+    fn take_piece(len: usize) -> Spare {
+        let fits = |s: &Spare| s.insts.capacity() <= 4 * len + 1024;
+        SPARE_PIECES
+            .try_lock()
+            .and_then(|mut pool| {
+                let k = pool.iter().position(fits)?;
+                Some(pool.swap_remove(k))
+            })
+            .unwrap_or_default()
+    }
+
+    /// Keeps a piece's emptied tables (a few sets, each bounded as
+    /// [`keep`](Self::keep)'s).
+    fn keep_piece(mut self) {
+        let size = self.insts.capacity();
+        if size == 0 || size > Self::MAX_INSTRUCTIONS {
+            return;
+        }
+        self.insts.clear();
+        self.pcs.clear();
+        if let Some(mut pool) = SPARE_PIECES.try_lock() {
+            if pool.len() < 8 {
+                pool.push(self);
+            }
+        }
+    }
+
     fn keep(mut self) {
         let size = self.insts.capacity();
         if size == 0 || size > Self::MAX_INSTRUCTIONS {
@@ -399,6 +451,9 @@ impl core::fmt::Debug for Lazy {
     }
 }
 
+/// A piece of work [`Program::with_gas_model_split`] hands out.
+pub type Job<'a> = &'a mut (dyn FnMut() + Send);
+
 /// The decoding walk's output, built in one pass over the code.
 struct Walk {
     insts: Vec<Instruction>,
@@ -424,7 +479,10 @@ impl Walk {
         // Marked starts bound the instructions; 0.7's implicit traps may add
         // more (the vectors then grow).
         let starts: usize = blob.bitmask.iter().map(|b| b.count_ones() as usize).sum();
-        let cap = starts + 2;
+        Walk::with_capacity(starts + 2, spare)
+    }
+
+    fn with_capacity(cap: usize, spare: Spare) -> Walk {
         let Spare {
             mut insts, mut pcs, ..
         } = spare;
@@ -484,15 +542,31 @@ impl Walk {
     /// code right after a terminator. As `skip` stops at the next marked
     /// start, the walk visits every marked start.
     fn walk_v0_8(&mut self, blob: &Blob) -> Result<(), Error> {
-        let n = blob.code.len();
-        if n == 0 {
+        Walk::check_v0_8_start(blob)?;
+        self.walk_v0_8_range(blob, 0, blob.code.len())?;
+        // Every marked start was visited, and nothing else.
+        self.pc_bits = blob.start_words();
+        Ok(())
+    }
+
+    /// What 0.8 asks of the code before the walk: some code, and an
+    /// instruction at offset 0.
+    fn check_v0_8_start(blob: &Blob) -> Result<(), Error> {
+        if blob.code.is_empty() {
             return Err(Error::EmptyCode);
         }
         if !blob.is_start(0) {
             return Err(Error::NotInstructionStart { pc: 0 });
         }
-        let mut i = 0usize;
-        loop {
+        Ok(())
+    }
+
+    /// The 0.8 walk from instruction start `start` up to `end` (a marked
+    /// start, or the end of the code), where it must land exactly.
+    fn walk_v0_8_range(&mut self, blob: &Blob, start: usize, end: usize) -> Result<(), Error> {
+        let n = blob.code.len();
+        let mut i = start;
+        while i < end {
             let gap = blob.gap(i);
             let skip = gap.min(24);
             let inst = codec::decode(Profile::V0_8, &blob.code, i as u32, skip)
@@ -507,14 +581,38 @@ impl Walk {
                 return Err(Error::MissingTerminator { pc: i as u32 });
             }
             self.push(i, inst, false);
-            if next == n {
-                break;
-            }
             i = next;
         }
-        // Every marked start was visited, and nothing else.
-        self.pc_bits = blob.start_words();
         Ok(())
+    }
+
+    /// Appends the walk of the code that follows this one's (which ended
+    /// right after a terminator, the state `next` started from).
+    fn append(&mut self, mut next: Walk) -> Spare {
+        let off = self.insts.len() as u32;
+        self.insts.append(&mut next.insts);
+        self.pcs.append(&mut next.pcs);
+        self.flags.append(&mut next.flags);
+        let words = (self.insts.len() + 2).div_ceil(64);
+        if self.block_bits.len() < words {
+            self.block_bits.resize(words, 0);
+        }
+        for &b in &next.block_starts {
+            let idx = (b + off) as usize;
+            self.block_bits[idx / 64] |= 1 << (idx % 64);
+        }
+        self.block_starts
+            .extend(next.block_starts.iter().map(|&b| b + off));
+        self.with_target
+            .extend(next.with_target.iter().map(|&t| t + off));
+        self.after_terminator = next.after_terminator;
+        self.ends_block = next.ends_block;
+        // The emptied tables, to keep for the next split decoding.
+        Spare {
+            insts: next.insts,
+            pcs: next.pcs,
+            targets: Vec::new(),
+        }
     }
 
     /// GP 0.7 decoding: every marked start in order; an unknown opcode, a
@@ -662,12 +760,107 @@ impl Program {
         }
         // At most one instruction per code byte.
         let mut spare = Spare::take(n);
-        let mut targets = core::mem::take(&mut spare.targets);
+        let targets = core::mem::take(&mut spare.targets);
         let mut w = Walk::new(&blob, spare);
         match profile {
             Profile::V0_8 => w.walk_v0_8(&blob)?,
             Profile::V0_7 => w.walk_v0_7(&blob),
         }
+        Program::from_walk(blob, profile, model, w, targets)
+    }
+
+    /// As [`with_gas_model`](Program::with_gas_model), decoding a GP 0.8
+    /// program in up to `parts` pieces that `run` runs (each once, at the
+    /// same time if it can: a `std` caller uses threads). The pieces meet at
+    /// instructions that follow a terminator, so each is decoded as the one
+    /// walk would; the result is the same program, and the same error (the
+    /// earliest piece's, if several have one). Under 0.7, or for a program
+    /// too small or with no such instruction where a cut is wanted, there is
+    /// one walk and `run` is not called.
+    pub fn with_gas_model_split(
+        blob: Blob,
+        profile: Profile,
+        model: &dyn GasModel,
+        parts: usize,
+        run: &mut dyn FnMut(&mut [Job<'_>]),
+    ) -> Result<Program, Error> {
+        let n = blob.code.len();
+        let mut cuts = Vec::new();
+        if profile == Profile::V0_8 && blob.bitmask.len() == n.div_ceil(8) {
+            for k in 1..parts {
+                if let Some(c) = blob.split_point(n * k / parts) {
+                    if cuts.last().is_none_or(|&last| c > last) {
+                        cuts.push(c);
+                    }
+                }
+            }
+        }
+        if cuts.is_empty() {
+            return Program::with_gas_model(blob, profile, model);
+        }
+        if n as u64 > MAX_CODE_LEN || blob.jump_table.len() as u64 > MAX_CODE_LEN {
+            return Err(Error::OutOfRange {
+                what: "code or jump table length",
+                offset: 0,
+                value: n as u64,
+            });
+        }
+        Walk::check_v0_8_start(&blob)?;
+        let mut spare = Spare::take(n);
+        let targets = core::mem::take(&mut spare.targets);
+        let starts: usize = blob.bitmask.iter().map(|b| b.count_ones() as usize).sum();
+        let mut bounds = Vec::with_capacity(cuts.len() + 2);
+        bounds.push(0);
+        bounds.extend(&cuts);
+        bounds.push(n);
+        let mut pieces: Vec<(Walk, Result<(), Error>, usize, usize)> = Vec::new();
+        for (k, w) in bounds.windows(2).enumerate() {
+            let walk = if k == 0 {
+                Walk::with_capacity(starts + 2, core::mem::take(&mut spare))
+            } else {
+                // About its share of the instructions (vectors grow if not).
+                let cap = (w[1] - w[0]) * (starts + 2) / n.max(1) + 64;
+                Walk::with_capacity(cap, Spare::take_piece(w[1] - w[0]))
+            };
+            pieces.push((walk, Ok(()), w[0], w[1]));
+        }
+        {
+            let b = &blob;
+            let mut jobs: Vec<_> = pieces
+                .iter_mut()
+                .map(|(walk, result, from, to)| {
+                    let (from, to) = (*from, *to);
+                    move || *result = walk.walk_v0_8_range(b, from, to)
+                })
+                .collect();
+            let mut refs: Vec<&mut (dyn FnMut() + Send)> = Vec::new();
+            for job in jobs.iter_mut() {
+                refs.push(job);
+            }
+            run(&mut refs);
+        }
+        let mut pieces = pieces.into_iter();
+        let Some((mut first, r, _, _)) = pieces.next() else {
+            return Err(Error::Unsupported("split decoding: no pieces"));
+        };
+        r?;
+        for (walk, r, _, _) in pieces {
+            r?;
+            first.append(walk).keep_piece();
+        }
+        first.pc_bits = blob.start_words();
+        Program::from_walk(blob, Profile::V0_8, model, first, targets)
+    }
+
+    /// The program of a finished walk: targets resolved, block costs.
+    fn from_walk(
+        blob: Blob,
+        profile: Profile,
+        model: &dyn GasModel,
+        mut w: Walk,
+        mut targets: Vec<u32>,
+    ) -> Result<Program, Error> {
+        let n = blob.code.len();
         w.finish(n);
 
         let mut program = Program {
@@ -1090,6 +1283,106 @@ mod tests {
             Program::from_bytes(&bytes, Profile::V0_8).err(),
             Some(Error::NotInstructionStart { pc: 0 })
         );
+    }
+
+    /// A valid 0.8 program of `blocks` blocks (`load_imm`s, then `trap`,
+    /// `fallthrough` or a `jump` back), and its instruction starts.
+    fn big_program(blocks: usize, seed: u64) -> (Vec<u8>, Vec<usize>) {
+        let mut x = seed;
+        let mut rnd = |m: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % m
+        };
+        let (mut code, mut starts, mut heads) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..blocks {
+            heads.push(code.len());
+            for _ in 0..rnd(6) {
+                starts.push(code.len());
+                code.extend([51, 7, rnd(256) as u8]);
+            }
+            starts.push(code.len());
+            match rnd(3) {
+                0 => code.push(0),
+                1 => code.push(1),
+                _ => {
+                    let back = heads[heads.len().saturating_sub(1 + rnd(3) as usize)];
+                    let off = back as i64 - code.len() as i64;
+                    match i8::try_from(off) {
+                        Ok(o) => code.extend([40, o as u8]),
+                        Err(_) => code.push(0),
+                    }
+                }
+            }
+        }
+        (code, starts)
+    }
+
+    fn split_run(jobs: &mut [&mut (dyn FnMut() + Send)]) {
+        // The last piece first: the pieces do not depend on each other.
+        for job in jobs.iter_mut().rev() {
+            job();
+        }
+    }
+
+    #[test]
+    fn split_decoding_gives_the_same_program_and_errors() {
+        for seed in 0..40u64 {
+            let (mut code, mut starts) = big_program(300 + seed as usize * 7, seed);
+            // Some with a jump table into the code.
+            let jt: Vec<u32> = starts.iter().step_by(97).map(|&s| s as u32).collect();
+            // Corruptions, in either half: none, an unknown opcode, a start
+            // unmarked (a gap), no final terminator.
+            let k = (seed as usize * 7919) % starts.len();
+            match seed % 4 {
+                1 => code[starts[k]] = 111,
+                2 if k > 0 => {
+                    starts.remove(k);
+                }
+                3 => {
+                    code.truncate(*starts.last().unwrap());
+                    starts.pop();
+                }
+                _ => {}
+            }
+            let mut blob = Blob::from_code(&code, starts.iter().copied());
+            blob.jump_table = jt
+                .iter()
+                .copied()
+                .filter(|&t| (t as usize) < code.len())
+                .collect();
+            blob.jump_table_entry_size = 4;
+            assert!(
+                blob.split_point(code.len() / 2).is_some(),
+                "seed {seed}: no split point"
+            );
+            let one = Program::with_gas_model(blob.clone(), Profile::V0_8, &crate::gas::Naive);
+            let parts = 2 + seed as usize % 3;
+            let two = Program::with_gas_model_split(
+                blob,
+                Profile::V0_8,
+                &crate::gas::Naive,
+                parts,
+                &mut split_run,
+            );
+            match (one, two) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a.insts, b.insts, "seed {seed}");
+                    assert_eq!(a.pcs, b.pcs, "seed {seed}");
+                    assert_eq!(a.flags, b.flags, "seed {seed}");
+                    assert_eq!(a.targets, b.targets, "seed {seed}");
+                    assert_eq!(a.jump_table, b.jump_table, "seed {seed}");
+                    assert_eq!(a.block_starts, b.block_starts, "seed {seed}");
+                    assert_eq!(a.block_costs, b.block_costs, "seed {seed}");
+                    assert_eq!(a.pc_bits, b.pc_bits, "seed {seed}");
+                    assert_eq!(a.pc_rank, b.pc_rank, "seed {seed}");
+                    assert_eq!(a.block_bits, b.block_bits, "seed {seed}");
+                    assert_eq!(a.block_rank, b.block_rank, "seed {seed}");
+                }
+                (a, b) => assert_eq!(a.err(), b.err(), "seed {seed}"),
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Running loaded programs on the recompiler: copying an initial memory into
 //! a [`JitInstance`].
 
-use pvm_core::{Error, FlatMemory, Program};
+use pvm_core::{Blob, Error, FlatMemory, GasModel, Profile, Program};
 use pvm_jit::{JitInstance, MemoryChecks, Parallelism};
 
 /// A JIT instance for `program` whose memory is a copy of `memory` (every
@@ -60,4 +60,25 @@ fn fill(mut jit: JitInstance, memory: &FlatMemory) -> Result<JitInstance, Error>
         jit.init_pages(first, access, data);
     }
     Ok(jit)
+}
+
+/// Decodes and validates a code blob as [`Program::from_bytes_with_gas_model`]
+/// does; with `parallel.threads >= 2` and at least
+/// `parallel.min_instructions` instructions, a GP 0.8 program is decoded in
+/// pieces on this thread and scoped ones ([`Program::with_gas_model_split`],
+/// [`Parallelism::run`]): the same program, the same errors.
+pub fn program_on(
+    bytes: &[u8],
+    profile: Profile,
+    model: &dyn GasModel,
+    parallel: Parallelism,
+) -> Result<Program, Error> {
+    let blob = Blob::parse(bytes)?;
+    let starts: usize = blob.bitmask.iter().map(|b| b.count_ones() as usize).sum();
+    if parallel.threads < 2 || starts < parallel.min_instructions {
+        return Program::with_gas_model(blob, profile, model);
+    }
+    Program::with_gas_model_split(blob, profile, model, parallel.pieces(), &mut |jobs| {
+        parallel.run(jobs)
+    })
 }

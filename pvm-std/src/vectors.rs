@@ -373,8 +373,8 @@ pub enum Backend {
     /// The recompiler with page protection, addressing guest memory
     /// through a base register only (`pvm_jit::MemoryChecks::HardwareNoSegment`).
     JitNoSegment,
-    /// The recompiler as [`Jit`](Self::Jit), its code generated in two
-    /// halves on two threads whatever the program's size (the split that
+    /// The recompiler as [`Jit`](Self::Jit), its code generated in pieces
+    /// on two threads whatever the program's size (the cut that
     /// `pvm_jit::Parallelism::TWO_THREADS` makes only for big programs).
     JitSplit,
 }

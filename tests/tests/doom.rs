@@ -138,3 +138,45 @@ fn doom_compiles_quickly() {
         jit.compile_time()
     );
 }
+
+#[test]
+fn doom_decodes_the_same_in_pieces_on_two_threads() {
+    let Some(shared) = shared_dir() else {
+        shared_missing("../shared/programs");
+        return;
+    };
+    let bytes = std::fs::read(shared.join("programs/doom.spi")).expect("doom.spi");
+    let code = pvm_core::StandardProgram::parse(&bytes)
+        .expect("a standard program")
+        .code;
+    for model in [
+        &pvm_core::gas::Naive as &dyn pvm_core::GasModel,
+        &pvm_core::gas::Pipeline,
+    ] {
+        let one =
+            pvm_std::jit::program_on(&code, Profile::V0_8, model, pvm_jit::Parallelism::SERIAL)
+                .expect("DOOM decodes");
+        let pieces = pvm_std::jit::program_on(
+            &code,
+            Profile::V0_8,
+            model,
+            pvm_jit::Parallelism::TWO_THREADS,
+        )
+        .expect("DOOM decodes in pieces");
+        assert_eq!(one.instructions(), pieces.instructions());
+        assert_eq!(one.pcs(), pieces.pcs());
+        assert_eq!(one.jump_table_targets(), pieces.jump_table_targets());
+        assert_eq!(one.block_count(), pieces.block_count());
+        for b in 0..one.block_count() {
+            assert_eq!(one.block_start(b), pieces.block_start(b), "block {b}");
+            assert_eq!(one.block_cost(b), pieces.block_cost(b), "block {b}");
+        }
+        for i in 0..one.instructions().len() {
+            assert_eq!(one.transfer(i), pieces.transfer(i), "instruction {i}");
+            assert_eq!(one.is_implicit_trap(i), pieces.is_implicit_trap(i));
+        }
+        for pc in 0..code.len() as u32 {
+            assert_eq!(one.index_of(pc), pieces.index_of(pc), "pc {pc}");
+        }
+    }
+}

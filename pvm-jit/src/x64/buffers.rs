@@ -58,7 +58,7 @@ pub(super) struct Scratch {
 /// Scratch buffers larger than this are not kept.
 const SCRATCH_MAX_BYTES: usize = 64 << 20;
 /// Scratch sets kept (one per thread compiling at the same time).
-const SCRATCH_MAX: usize = 2;
+const SCRATCH_MAX: usize = 8;
 static SCRATCH: Mutex<Vec<Scratch>> = Mutex::new(Vec::new());
 
 /// Empty working buffers, kept from an earlier compilation if there is one.

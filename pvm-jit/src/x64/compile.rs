@@ -64,7 +64,7 @@ pub(super) struct Code {
     pub entry: u32,
     /// Native offset of the page-fault stub the signal handler resumes at.
     pub fault_stub: u32,
-    /// How many parts were generated separately and joined (1 or 2).
+    /// How many parts were generated separately and joined.
     pub parts: usize,
 }
 
@@ -296,9 +296,9 @@ const PANIC_COMMON: u32 = 2;
 const SHARED_EXTRA: u32 = 3;
 
 /// Generates the code of `p`: in one pass, or, as `parallel` allows, in
-/// two halves (split at a gas block) generated at the same time and joined.
-/// Both give the same instructions; only where the out-of-line stubs of the
-/// first half lie differs.
+/// pieces (each from a gas block's start) generated at the same time and
+/// joined. Both give the same instructions; only where the out-of-line
+/// stubs of each piece lie differs.
 pub(super) fn compile(
     p: &Program,
     sbrk: usize,
@@ -308,16 +308,44 @@ pub(super) fn compile(
     let n = p.instructions().len();
     let blocks = p.block_count();
     let shared = blocks as u32 + SHARED_EXTRA;
-    let parts = if parallel.threads > 1 && n >= parallel.min_instructions && blocks >= 2 {
-        let mid = p.block_start(blocks / 2);
-        let (first, second) = std::thread::scope(|s| {
-            let second = s.spawn(|| emit_part(p, sbrk, addressing, mid..n, false, true, shared));
-            let first = emit_part(p, sbrk, addressing, 0..mid, true, false, shared);
-            (first, second.join())
-        });
-        let second =
-            second.map_err(|_| Error::Unsupported("JIT: a code generator thread failed"))?;
-        vec![first?, second?]
+    let pieces = parallel.pieces().min(blocks);
+    let parts = if pieces > 1 && n >= parallel.min_instructions {
+        // Pieces of about equal numbers of blocks, each from a block start.
+        let mut bounds: Vec<usize> = (0..pieces)
+            .map(|k| p.block_start(blocks * k / pieces))
+            .collect();
+        bounds.push(n);
+        bounds.dedup();
+        let last = bounds.len() - 2;
+        let mut results: Vec<Option<Result<Part, Error>>> = Vec::new();
+        results.resize_with(bounds.len() - 1, || None);
+        {
+            let mut jobs: Vec<_> = results
+                .iter_mut()
+                .enumerate()
+                .map(|(k, out)| {
+                    let range = bounds[k]..bounds[k + 1];
+                    move || {
+                        let (first, is_last) = (k == 0, k == last);
+                        let part =
+                            emit_part(p, sbrk, addressing, range.clone(), first, is_last, shared);
+                        *out = Some(part);
+                    }
+                })
+                .collect();
+            let mut refs: Vec<&mut (dyn FnMut() + Send)> = Vec::new();
+            for job in jobs.iter_mut() {
+                refs.push(job);
+            }
+            parallel.run(&mut refs);
+        }
+        let mut parts = Vec::with_capacity(results.len());
+        for r in results {
+            parts.push(r.ok_or(Error::Unsupported(
+                "JIT: a piece of the code was not generated",
+            ))??);
+        }
+        parts
     } else {
         vec![emit_part(p, sbrk, addressing, 0..n, true, true, shared)?]
     };

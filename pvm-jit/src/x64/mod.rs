@@ -531,8 +531,8 @@ impl JitInstance {
     pub fn segment_addressing(&self) -> bool {
         self.addressing == compile::Addressing::Segment
     }
-    /// How many parts the code was generated in at the same time (1, or 2
-    /// under [`Parallelism`](crate::Parallelism) for a big program).
+    /// How many pieces the code was generated in (1, or more under
+    /// [`Parallelism`](crate::Parallelism) for a big program).
     pub fn code_parts(&self) -> usize {
         self.code.parts
     }
@@ -834,9 +834,9 @@ mod tests {
 
     #[test]
     fn code_generated_in_two_parts_runs_across_them() {
-        // Four blocks: the split puts blocks 2 and 3 in the second part, so
-        // jumps go both ways between the parts, and the second part's
-        // out-of-gas and page-fault exits are taken.
+        // Four blocks, each generated as its own part: jumps go both ways
+        // between the parts, and the last part's out-of-gas and page-fault
+        // exits are taken.
         let text = "load_imm r1, 3\njump loop\n\
                     loop:\nadd_imm_64 r1, r1, -1\nbranch_eq_imm r1, 0, done\njump loop\n\
                     done:\nload_imm r8, 0x20010\nstore_ind_u32 r1, r8, 0\njump_ind r0, 0\n";
@@ -854,7 +854,8 @@ mod tests {
         .unwrap();
         assert_eq!(serial.code_parts(), 1);
         let mut vm = JitInstance::from_program_on(p.clone(), MemoryChecks::Hardware, two).unwrap();
-        assert_eq!(vm.code_parts(), 2);
+        // Two threads cut the code into up to four pieces: one per block.
+        assert_eq!(vm.code_parts(), 4);
         // Too little gas for the whole loop: out of gas inside it.
         vm.set_gas(10);
         vm.set_reg(0, u64::from(pvm_core::HALT_ADDRESS));
