@@ -34,9 +34,12 @@
 //! exactly as the interpreter's terminators charge the block they enter; a
 //! jump to the instruction that comes next in code order is omitted, as its
 //! prologue follows. The Rust side enters at a body after charging itself.
-//! Out-of-line stubs (out-of-gas, panics, the shared exits) come after all
-//! bodies and contain no guest memory access, so a faulting native offset
-//! always falls inside the body of the instruction that faulted.
+//! Out-of-line stubs (out-of-gas, panics, the shared exits) come after the
+//! bodies (of the whole program, or of each piece when pieces are generated
+//! at the same time, see [`compile`]) and contain no guest memory access,
+//! so a faulting native offset always falls inside the body of the
+//! instruction that faulted. The instruction after a piece's last one is
+//! never reached by falling through: a jump to it is always emitted.
 
 use super::buffers::{self, CodeBuf};
 use super::enc::{self, Alu, Load, Shift};
