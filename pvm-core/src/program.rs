@@ -394,34 +394,37 @@ impl Spare {
 
     /// Keeps a piece's emptied tables (a few sets, each bounded as
     /// [`keep`](Self::keep)'s).
-    fn keep_piece(mut self) {
-        let size = self.insts.capacity();
-        if size == 0 || size > Self::MAX_INSTRUCTIONS {
-            return;
-        }
-        self.insts.clear();
-        self.pcs.clear();
+    fn keep_piece(self) {
+        let Some(this) = self.emptied() else { return };
         if let Some(mut pool) = SPARE_PIECES.try_lock() {
             if pool.len() < 8 {
-                pool.push(self);
+                pool.push(this);
             }
         }
     }
 
-    fn keep(mut self) {
+    /// These tables emptied, if they are worth keeping: not empty, and not
+    /// bigger than [`Spare::MAX_INSTRUCTIONS`].
+    fn emptied(mut self) -> Option<Spare> {
         let size = self.insts.capacity();
         if size == 0 || size > Self::MAX_INSTRUCTIONS {
-            return;
+            return None;
         }
         self.insts.clear();
         self.pcs.clear();
         self.targets.clear();
+        Some(self)
+    }
+
+    fn keep(self) {
+        let Some(this) = self.emptied() else { return };
+        let size = this.insts.capacity();
         if let Some(mut slot) = SPARE.try_lock() {
             if slot
                 .as_ref()
                 .is_none_or(|kept| kept.insts.capacity() < size)
             {
-                *slot = Some(self);
+                *slot = Some(this);
             }
         }
     }
