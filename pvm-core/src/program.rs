@@ -825,7 +825,12 @@ impl Program {
                 let cap = (w[1] - w[0]) * (starts + 2) / n.max(1) + 64;
                 Walk::with_capacity(cap, Spare::take_piece(w[1] - w[0]))
             };
-            pieces.push((walk, Ok(()), w[0], w[1]));
+            // Until its job runs: a `run` that skips a piece is an error, not
+            // a program with a piece missing.
+            let not_run = Err(Error::Unsupported(
+                "a piece of the split decoding was not run",
+            ));
+            pieces.push((walk, not_run, w[0], w[1]));
         }
         {
             let b = &blob;
@@ -1327,6 +1332,21 @@ mod tests {
         for job in jobs.iter_mut().rev() {
             job();
         }
+    }
+
+    #[test]
+    fn split_decoding_with_a_piece_not_run_is_an_error() {
+        let (code, starts) = big_program(400, 7);
+        let blob = Blob::from_code(&code, starts.iter().copied());
+        let skip_last = &mut |jobs: &mut [Job<'_>]| {
+            let n = jobs.len();
+            for job in jobs.iter_mut().take(n - 1) {
+                job();
+            }
+        };
+        let r =
+            Program::with_gas_model_split(blob, Profile::V0_8, &crate::gas::Naive, 3, skip_last);
+        assert!(matches!(r, Err(Error::Unsupported(_))), "{:?}", r.err());
     }
 
     #[test]
