@@ -137,6 +137,11 @@ struct RunArgs {
     /// Backend (auto: the recompiler where available, else the interpreter).
     #[arg(long, value_enum, default_value = "auto")]
     backend: BackendArg,
+    /// Threads the recompiler may generate code on: with 2 or more, a
+    /// program of at least 16,384 instructions is compiled in pieces that
+    /// the threads take in turn.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    jit_threads: u16,
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -303,6 +308,7 @@ fn cmd_run(args: RunArgs) -> Result<(), String> {
         gas_model,
         gas_table,
         backend,
+        jit_threads,
         json,
         trace,
     } = args;
@@ -359,14 +365,26 @@ fn cmd_run(args: RunArgs) -> Result<(), String> {
             let checks = vectors::Backend::from(backend)
                 .memory_checks()
                 .unwrap_or(pvm_jit::MemoryChecks::Hardware);
+            let parallel = if jit_threads > 1 {
+                pvm_jit::Parallelism {
+                    threads: usize::from(jit_threads),
+                    ..pvm_jit::Parallelism::TWO_THREADS
+                }
+            } else {
+                pvm_jit::Parallelism::SERIAL
+            };
             let mut vm =
-                pvm_std::jit::instance_with_checks(&loaded.program, &initial.memory, checks)
+                pvm_std::jit::instance_on(&loaded.program, &initial.memory, checks, parallel)
                     .map_err(|e| format!("jit: {e}"))?;
             eprintln!(
-                "jit: compiled {} instructions to {} bytes in {:.3} ms ({})",
+                "jit: compiled {} instructions to {} bytes in {:.3} ms{} ({})",
                 loaded.program.instructions().len(),
                 vm.code_size(),
                 vm.compile_time().as_secs_f64() * 1e3,
+                match vm.code_parts() {
+                    1 => String::new(),
+                    k => format!(", in {k} pieces on up to {jit_threads} threads"),
+                },
                 match checks {
                     pvm_jit::MemoryChecks::Explicit => "explicit access checks",
                     _ if vm.segment_addressing() => "page protection, GS-based addressing",

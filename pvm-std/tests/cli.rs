@@ -243,3 +243,48 @@ fn trace_prints_one_line_per_instruction() {
     );
     assert!(lines.last().is_some_and(|l| l.ends_with("jump_ind r0, 0")));
 }
+
+#[test]
+fn run_compiles_a_big_program_in_pieces_with_jit_threads() {
+    if !pvm_jit::is_available() {
+        eprintln!("skipped: no recompiler here");
+        return;
+    }
+    let Some(shared) = shared() else { return };
+    let doom = shared.join("programs/doom.spi");
+    let run = |threads: &str| {
+        let out = pvm()
+            .args([
+                "run",
+                doom.to_str().unwrap(),
+                "--backend",
+                "jit",
+                "--gas",
+                "100000",
+            ])
+            .args(["--jit-threads", threads, "--json"])
+            .output()
+            .expect("pvm runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8(out.stderr).expect("UTF-8");
+        let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+        let last: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON");
+        (stderr, last)
+    };
+    let (one_err, one) = run("1");
+    let (two_err, two) = run("2");
+    assert!(!one_err.contains("pieces"), "{one_err}");
+    assert!(two_err.contains("pieces on up to 2 threads"), "{two_err}");
+    // The same run either way (DOOM's entry runs out of gas or calls the host).
+    assert_eq!(one, two);
+    let zero = pvm()
+        .args(["run", doom.to_str().unwrap(), "--jit-threads", "0"])
+        .output()
+        .expect("pvm runs");
+    assert!(!zero.status.success());
+}
