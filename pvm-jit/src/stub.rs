@@ -63,6 +63,9 @@ impl JitInstance {
     pub fn code_size(&self) -> usize {
         match self.0 {}
     }
+    pub fn code_parts(&self) -> usize {
+        match self.0 {}
+    }
     pub fn segment_addressing(&self) -> bool {
         match self.0 {}
     }
