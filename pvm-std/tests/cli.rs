@@ -24,6 +24,11 @@ fn shared() -> Option<PathBuf> {
 
 /// The JSON object on the last line of `pvm run --json`.
 fn run_json(args: &[&str]) -> serde_json::Value {
+    run_json_and_stderr(args).0
+}
+
+/// [`run_json`], and what `pvm run` wrote to stderr.
+fn run_json_and_stderr(args: &[&str]) -> (serde_json::Value, String) {
     let out = pvm()
         .arg("run")
         .args(args)
@@ -37,7 +42,9 @@ fn run_json(args: &[&str]) -> serde_json::Value {
     );
     let stdout = String::from_utf8(out.stdout).expect("UTF-8");
     let last = stdout.lines().last().expect("output");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+    let json = serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"));
+    (json, String::from_utf8(out.stderr).expect("UTF-8"))
 }
 
 fn check_program(file: &str, iters: &str, r7: u64, instructions: u64) {
@@ -253,28 +260,19 @@ fn run_compiles_a_big_program_in_pieces_with_jit_threads() {
     let Some(shared) = shared() else { return };
     let doom = shared.join("programs/doom.spi");
     let run = |threads: &str| {
-        let out = pvm()
-            .args([
-                "run",
-                doom.to_str().unwrap(),
-                "--backend",
-                "jit",
-                "--gas",
-                "100000",
-            ])
-            .args(["--jit-threads", threads, "--json"])
-            .output()
-            .expect("pvm runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stderr = String::from_utf8(out.stderr).expect("UTF-8");
-        let stdout = String::from_utf8(out.stdout).expect("UTF-8");
-        let last: serde_json::Value =
-            serde_json::from_str(stdout.lines().last().expect("output")).expect("JSON");
-        (stderr, last)
+        let doom = doom.to_str().unwrap();
+        let args = [
+            "run",
+            doom,
+            "--backend",
+            "jit",
+            "--gas",
+            "100000",
+            "--jit-threads",
+            threads,
+        ];
+        let (json, stderr) = run_json_and_stderr(&args[1..]);
+        (stderr, json)
     };
     let (one_err, one) = run("1");
     let (two_err, two) = run("2");
