@@ -262,7 +262,6 @@ fn run_compiles_a_big_program_in_pieces_with_jit_threads() {
     let run = |threads: &str| {
         let doom = doom.to_str().unwrap();
         let args = [
-            "run",
             doom,
             "--backend",
             "jit",
@@ -271,7 +270,7 @@ fn run_compiles_a_big_program_in_pieces_with_jit_threads() {
             "--jit-threads",
             threads,
         ];
-        let (json, stderr) = run_json_and_stderr(&args[1..]);
+        let (json, stderr) = run_json_and_stderr(&args);
         (stderr, json)
     };
     let (one_err, one) = run("1");
