@@ -160,6 +160,13 @@ impl Blob {
         out
     }
 
+    /// How many bits of the opcode bitmask are set: the instruction count
+    /// of a valid GP 0.8 program (padding bits of the last byte included,
+    /// so an upper bound in general).
+    pub fn marked_starts(&self) -> usize {
+        self.bitmask.iter().map(|b| b.count_ones() as usize).sum()
+    }
+
     /// Whether code offset `i` is marked as an instruction start (`k[i] = 1`).
     #[inline]
     pub fn is_start(&self, i: usize) -> bool {
@@ -481,7 +488,7 @@ impl Walk {
     fn new(blob: &Blob, spare: Spare) -> Walk {
         // Marked starts bound the instructions; 0.7's implicit traps may add
         // more (the vectors then grow).
-        let starts: usize = blob.bitmask.iter().map(|b| b.count_ones() as usize).sum();
+        let starts = blob.marked_starts();
         Walk::with_capacity(starts + 2, spare)
     }
 
@@ -811,7 +818,7 @@ impl Program {
         Walk::check_v0_8_start(&blob)?;
         let mut spare = Spare::take(n);
         let targets = core::mem::take(&mut spare.targets);
-        let starts: usize = blob.bitmask.iter().map(|b| b.count_ones() as usize).sum();
+        let starts = blob.marked_starts();
         let mut bounds = Vec::with_capacity(cuts.len() + 2);
         bounds.push(0);
         bounds.extend(&cuts);

@@ -74,8 +74,7 @@ pub fn program_on(
     parallel: Parallelism,
 ) -> Result<Program, Error> {
     let blob = Blob::parse(bytes)?;
-    let starts: usize = blob.bitmask.iter().map(|b| b.count_ones() as usize).sum();
-    if parallel.threads < 2 || starts < parallel.min_instructions {
+    if parallel.threads < 2 || blob.marked_starts() < parallel.min_instructions {
         return Program::with_gas_model(blob, profile, model);
     }
     Program::with_gas_model_split(blob, profile, model, parallel.pieces(), &mut |jobs| {
