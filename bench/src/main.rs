@@ -137,12 +137,13 @@ pub struct Sample {
 
 /// What a run spent before executing.
 ///
-/// Ours: `compile` is decoding the code blob into a `Program` (naive gas
-/// model) plus generating native code (`codegen`,
-/// `JitInstance::compile_time`); `instantiate` is the rest of
-/// `JitInstance::new` (copying the `Program`, reserving the 4 GiB guest
-/// window and its page table) plus laying out Y's memory and copying it in
-/// (`pvm_std::jit::instance_with_memory`). PolkaVM: `compile` is `Module::from_blob`,
+/// Ours: `compile` is `pvm_std::jit::compile` on the code blob's bytes:
+/// parsing, decoding and validating it (naive gas model) and generating
+/// native code, in one pass (with `--jit-threads`, for big programs: in
+/// pieces, when `codegen`, `JitInstance::compile_time`, is the code
+/// generation alone), and reserving the 4 GiB guest window; `instantiate`
+/// is laying out Y's memory and copying it in (`pvm_std::jit::with_memory`).
+/// PolkaVM: `compile` is `Module::from_blob` (on a blob parsed beforehand),
 /// `instantiate` is `Module::instantiate` plus making the argument area
 /// inaccessible (`set_accessible_aux_size(0)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -650,7 +651,7 @@ fn report(args: &Args, rows: &[Row]) -> String {
         let header = [
             "program",
             "ours compile ms",
-            "of which codegen",
+            "of which codegen (in pieces)",
             "PolkaVM compile ms",
             "ours / PolkaVM",
             "ours instantiate ms, 1st",
@@ -691,9 +692,9 @@ fn report(args: &Args, rows: &[Row]) -> String {
             out,
             "Our code generation: {} (--jit-threads {}); PolkaVM's: one thread.",
             if args.jit_threads > 1 {
-                "decoding and code generation in pieces on more threads for programs of at least 16,384 instructions"
+                "decoding and code generation in pieces on more threads for programs of at least 16,384 instructions (else one pass on the calling thread)"
             } else {
-                "the calling thread only"
+                "one pass with the decoding, on the calling thread"
             },
             args.jit_threads.max(1)
         );

@@ -124,12 +124,10 @@ impl Runner for DoomBench {
 }
 
 /// A standard program for our recompiler. Every run starts from the bytes:
-/// decode and validate the code blob into a [`Program`] with the naive gas
-/// model and generate its native code (the compile time); lay out Y's
-/// memory, reserve the instance's guest window and copy the memory in (the
-/// instantiate time). [`JitInstance::from_program`] generates the code, then
-/// keeps the `Program` (no copy) and reserves the window;
-/// [`JitInstance::compile_time`] tells the parts apart.
+/// parse, decode and validate the code blob with the naive gas model and
+/// generate its native code, in one pass (`pvm_std::jit::compile`, which
+/// also reserves the instance's guest window: the compile time); lay out
+/// Y's memory and copy it in (the instantiate time).
 #[derive(Debug)]
 struct JitProgram {
     std_program: StandardProgram,
@@ -174,34 +172,39 @@ impl JitProgram {
 
     /// A fresh instance ready to call, and what setting it up took.
     fn instance(&self) -> Result<(JitInstance, Setup), String> {
+        // From the code blob's bytes to an instance: parsed, decoded,
+        // validated and compiled (one pass on one thread; in pieces with
+        // `--jit-threads`), its guest window reserved.
         let start = Instant::now();
-        let program = self.program()?;
-        let decode = start.elapsed();
+        let jit = pvm_std::jit::compile(
+            &self.std_program.code,
+            Profile::V0_8,
+            &pvm_core::gas::Naive,
+            pvm_jit::MemoryChecks::Hardware,
+            self.parallel,
+        )
+        .map_err(|e| format!("ours: JIT: {e}"))?;
+        let compile = start.elapsed();
+        // Code generated apart from the decoding only in pieces.
+        let codegen = (jit.code_parts() > 1).then(|| jit.compile_time());
 
-        // Y's memory, then compile and copy it in.
+        // Y's memory, copied in.
         let start = Instant::now();
         let initial = self
             .std_program
             .initialize::<FlatMemory>(&[])
             .map_err(|e| format!("ours: Y: {e}"))?;
-        let jit = pvm_std::jit::instance_from_program_on(
-            program,
-            &initial.memory,
-            pvm_jit::MemoryChecks::Hardware,
-            self.parallel,
-        )
-        .map_err(|e| format!("ours: JIT: {e}"))?;
-        let total = start.elapsed();
-        let codegen = jit.compile_time();
+        let jit = pvm_std::jit::with_memory(jit, &initial.memory)
+            .map_err(|e| format!("ours: JIT: {e}"))?;
+        let instantiate = start.elapsed();
         drop(initial);
 
         Ok((
             jit,
             Setup {
-                compile: decode + codegen,
-                codegen: Some(codegen),
-                // Y, reserving the 4 GiB window, mapping and filling pages.
-                instantiate: total.saturating_sub(codegen),
+                compile,
+                codegen,
+                instantiate,
             },
         ))
     }

@@ -211,6 +211,12 @@ impl DecodeArgs for ThreeReg {
     }
 }
 
+/// A consumer of one decoded instruction (see [`decode_visit`]).
+pub trait Visit {
+    type Out;
+    fn visit(&mut self, inst: Instruction) -> Self::Out;
+}
+
 macro_rules! define_decoders {
     ($( $fmt:ident { $( $variant:ident = $name:literal, $o8:tt, $o7:tt, $t:tt; )* } )*) => {
         /// Decodes the arguments of an instruction of format `format` whose
@@ -219,6 +225,20 @@ macro_rules! define_decoders {
             let w = window(code, pc as usize);
             match format {
                 $( Format::$fmt => Args::$fmt($fmt::decode(&w, pc, skip as usize)), )*
+            }
+        }
+
+        /// Decodes the instruction with opcode `op` at `pc` (skip `skip`)
+        /// and hands it to `v`: one match on the opcode, and with a
+        /// visitor that is inlined, each arm sees its own variant (a
+        /// consumer that matches on the instruction again pays no second
+        /// dispatch).
+        #[inline(always)]
+        pub fn decode_visit<V: Visit>(op: Opcode, code: &[u8], pc: u32, skip: u32, v: &mut V) -> V::Out {
+            let w = window(code, pc as usize);
+            let l = skip as usize;
+            match op {
+                $($( Opcode::$variant => v.visit(Instruction::$variant($fmt::decode(&w, pc, l))), )*)*
             }
         }
 

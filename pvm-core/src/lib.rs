@@ -31,5 +31,5 @@ pub use host::{run_with_host, Host, HostAction};
 pub use interp::{Cursor, Exit, NoTracer, Tracer, Vm, HALT_ADDRESS};
 pub use isa::{Instruction, Opcode, Profile, Reg};
 pub use memory::{Access, FlatMemory, Memory, PagedMemory, Trap, PAGE_SIZE};
-pub use program::{Blob, Program, Transfer};
+pub use program::{Blob, Program, Transfer, WalkVisitor};
 pub use standard::{JamBlob, StandardProgram};

@@ -95,22 +95,19 @@ impl Blob {
             jump_table.push(jt.fixed(usize::from(z)).unwrap_or(0) as u32);
         }
         let at = r.pos();
-        let code = r
-            .bytes(code_len as usize)
-            .ok_or(Error::Truncated {
-                what: "code",
-                offset: at,
-            })?
-            .to_vec();
+        let code_bytes = r.bytes(code_len as usize).ok_or(Error::Truncated {
+            what: "code",
+            offset: at,
+        })?;
         let at = r.pos();
-        let mask_len = code.len().div_ceil(8);
-        let bitmask = r
-            .bytes(mask_len)
-            .ok_or(Error::Truncated {
-                what: "opcode bitmask",
-                offset: at,
-            })?
-            .to_vec();
+        let mask_len = code_bytes.len().div_ceil(8);
+        let mask_bytes = r.bytes(mask_len).ok_or(Error::Truncated {
+            what: "opcode bitmask",
+            offset: at,
+        })?;
+        let (mut code, mut bitmask) = spare_blob(code_bytes.len());
+        code.extend_from_slice(code_bytes);
+        bitmask.extend_from_slice(mask_bytes);
         if !r.rest().is_empty() {
             return Err(Error::TrailingBytes {
                 what: "the opcode bitmask",
@@ -333,8 +330,51 @@ pub struct Program {
     compiled: Lazy,
 }
 
+/// The code and bitmask buffers of the program dropped last, kept (emptied)
+/// for the next blob parsed: fresh memory costs a page fault per 4 KiB page
+/// on first touch (about a hundred for DOOM's code).
+static SPARE_BLOB: spin::Mutex<Option<(Vec<u8>, Vec<u8>)>> = spin::Mutex::new(None);
+
+/// Empty buffers for a blob of `len` code bytes: the kept ones if they are
+/// not many times bigger than that, else new ones.
+fn spare_blob(len: usize) -> (Vec<u8>, Vec<u8>) {
+    let kept = SPARE_BLOB
+        .try_lock()
+        .and_then(|mut slot| match &*slot {
+            Some((code, _)) if code.capacity() <= 4 * len + 4096 => slot.take(),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let (mut code, mut mask) = kept;
+    code.reserve(len);
+    mask.reserve(len.div_ceil(8));
+    (code, mask)
+}
+
+/// Keeps a dropped program's code and bitmask buffers (not too big ones,
+/// and not smaller than those kept already).
+fn keep_blob(mut code: Vec<u8>, mut mask: Vec<u8>) {
+    if code.capacity() == 0 || code.capacity() > 64 << 20 {
+        return;
+    }
+    code.clear();
+    mask.clear();
+    if let Some(mut slot) = SPARE_BLOB.try_lock() {
+        if slot
+            .as_ref()
+            .is_none_or(|(kept, _)| kept.capacity() < code.capacity())
+        {
+            *slot = Some((code, mask));
+        }
+    }
+}
+
 impl Drop for Program {
     fn drop(&mut self) {
+        keep_blob(
+            core::mem::take(&mut self.blob.code),
+            core::mem::take(&mut self.blob.bitmask),
+        );
         Spare {
             insts: core::mem::take(&mut self.insts),
             pcs: core::mem::take(&mut self.pcs),
@@ -551,9 +591,9 @@ impl Walk {
     /// visit only valid instructions and land exactly on the end of the
     /// code right after a terminator. As `skip` stops at the next marked
     /// start, the walk visits every marked start.
-    fn walk_v0_8(&mut self, blob: &Blob) -> Result<(), Error> {
+    fn walk_v0_8<V: WalkVisitor>(&mut self, blob: &Blob, v: &mut V) -> Result<(), Error> {
         Walk::check_v0_8_start(blob)?;
-        self.walk_v0_8_range(blob, 0, blob.code.len())?;
+        self.walk_v0_8_range(blob, 0, blob.code.len(), v)?;
         // Every marked start was visited, and nothing else.
         self.pc_bits = blob.start_words();
         Ok(())
@@ -573,24 +613,38 @@ impl Walk {
 
     /// The 0.8 walk from instruction start `start` up to `end` (a marked
     /// start, or the end of the code), where it must land exactly.
-    fn walk_v0_8_range(&mut self, blob: &Blob, start: usize, end: usize) -> Result<(), Error> {
+    fn walk_v0_8_range<V: WalkVisitor>(
+        &mut self,
+        blob: &Blob,
+        start: usize,
+        end: usize,
+        v: &mut V,
+    ) -> Result<(), Error> {
         let n = blob.code.len();
         let mut i = start;
         while i < end {
             let gap = blob.gap(i);
             let skip = gap.min(24);
-            let inst = codec::decode(Profile::V0_8, &blob.code, i as u32, skip)
-                .map_err(|byte| Error::UnknownOpcode { pc: i as u32, byte })?;
+            let byte = blob.code.get(i).copied().unwrap_or(0);
+            let op = Opcode::from_byte(Profile::V0_8, byte)
+                .ok_or(Error::UnknownOpcode { pc: i as u32, byte })?;
             let next = i + 1 + skip as usize;
             if gap > 24 {
                 // `skip` stopped short of the next marked start.
                 return Err(Error::NotInstructionStart { pc: next as u32 });
             }
             // `next` is a marked start or the end of the code.
-            if next == n && !inst.is_terminator() {
+            if next == n && !op.is_terminator() {
                 return Err(Error::MissingTerminator { pc: i as u32 });
             }
-            self.push(i, inst, false);
+            let mut step = Step {
+                idx: self.insts.len(),
+                starts_block: self.ends_block,
+                walk: self,
+                v,
+                pc: i,
+            };
+            codec::decode_visit(op, &blob.code, i as u32, skip, &mut step);
             i = next;
         }
         Ok(())
@@ -668,6 +722,50 @@ impl Walk {
         self.block_starts.push(self.insts.len() as u32);
         self.pc_rank = rank(&self.pc_bits);
         self.block_rank = rank(&self.block_bits);
+    }
+}
+
+/// Receives each instruction as a decoding walk meets it, in code order
+/// (see [`Program::with_gas_model_visiting`]).
+pub trait WalkVisitor {
+    /// Instruction index `idx`, at code offset `pc`; `starts_block`: a gas
+    /// block starts here; `implicit`: a GP 0.7 implicit trap (`inst` is then
+    /// `trap`).
+    fn instruction(
+        &mut self,
+        idx: usize,
+        pc: u32,
+        starts_block: bool,
+        implicit: bool,
+        inst: Instruction,
+    );
+}
+
+/// The walk without a visitor.
+struct NoVisit;
+
+impl WalkVisitor for NoVisit {
+    #[inline(always)]
+    fn instruction(&mut self, _: usize, _: u32, _: bool, _: bool, _: Instruction) {}
+}
+
+/// One instruction of the 0.8 walk: recorded, then handed to the visitor
+/// (inlined into each arm of [`codec::decode_visit`]).
+struct Step<'a, V> {
+    walk: &'a mut Walk,
+    v: &'a mut V,
+    pc: usize,
+    idx: usize,
+    starts_block: bool,
+}
+
+impl<V: WalkVisitor> codec::Visit for Step<'_, V> {
+    type Out = ();
+    #[inline(always)]
+    fn visit(&mut self, inst: Instruction) {
+        self.walk.push(self.pc, inst, false);
+        self.v
+            .instruction(self.idx, self.pc as u32, self.starts_block, false, inst);
     }
 }
 
@@ -753,6 +851,19 @@ impl Program {
         profile: Profile,
         model: &dyn GasModel,
     ) -> Result<Program, Error> {
+        Program::with_gas_model_visiting(blob, profile, model, &mut NoVisit)
+    }
+
+    /// As [`with_gas_model`](Program::with_gas_model), handing every
+    /// instruction to `v` in code order as it is decoded (under 0.8, in the
+    /// same pass and the same match on its opcode; under 0.7, after the
+    /// walk). On an error `v` may have seen part of the program.
+    pub fn with_gas_model_visiting<V: WalkVisitor>(
+        blob: Blob,
+        profile: Profile,
+        model: &dyn GasModel,
+        v: &mut V,
+    ) -> Result<Program, Error> {
         let n = blob.code.len();
         if blob.bitmask.len() != n.div_ceil(8) {
             return Err(Error::OutOfRange {
@@ -773,8 +884,17 @@ impl Program {
         let targets = core::mem::take(&mut spare.targets);
         let mut w = Walk::new(&blob, spare);
         match profile {
-            Profile::V0_8 => w.walk_v0_8(&blob)?,
-            Profile::V0_7 => w.walk_v0_7(&blob),
+            Profile::V0_8 => w.walk_v0_8(&blob, v)?,
+            Profile::V0_7 => {
+                w.walk_v0_7(&blob);
+                for (idx, (&inst, (&pc, &f))) in
+                    w.insts.iter().zip(w.pcs.iter().zip(&w.flags)).enumerate()
+                {
+                    let starts_block = w.block_bits[idx / 64] >> (idx % 64) & 1 != 0;
+                    let implicit = f & flags::IMPLICIT_TRAP != 0;
+                    v.instruction(idx, pc, starts_block, implicit, inst);
+                }
+            }
         }
         Program::from_walk(blob, profile, model, w, targets)
     }
@@ -845,7 +965,7 @@ impl Program {
                 .iter_mut()
                 .map(|(walk, result, from, to)| {
                     let (from, to) = (*from, *to);
-                    move || *result = walk.walk_v0_8_range(b, from, to)
+                    move || *result = walk.walk_v0_8_range(b, from, to, &mut NoVisit)
                 })
                 .collect();
             let mut refs: Vec<&mut (dyn FnMut() + Send)> = Vec::new();

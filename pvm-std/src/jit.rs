@@ -62,6 +62,36 @@ fn fill(mut jit: JitInstance, memory: &FlatMemory) -> Result<JitInstance, Error>
     Ok(jit)
 }
 
+/// A JIT instance of the code blob `bytes` under `profile` with `model`'s
+/// block costs (its memory all inaccessible): decoded and compiled in one
+/// pass ([`JitInstance::from_blob`]), or, with `parallel.threads >= 2` and
+/// at least `parallel.min_instructions` instructions, decoded and compiled
+/// in pieces on more threads ([`program_on`],
+/// [`JitInstance::from_program_on`]). The same program, code and errors
+/// either way.
+pub fn compile(
+    bytes: &[u8],
+    profile: Profile,
+    model: &dyn GasModel,
+    checks: MemoryChecks,
+    parallel: Parallelism,
+) -> Result<JitInstance, Error> {
+    let blob = Blob::parse(bytes)?;
+    if parallel.threads < 2 || blob.marked_starts() < parallel.min_instructions {
+        return JitInstance::from_blob(blob, profile, model, checks);
+    }
+    let program =
+        Program::with_gas_model_split(blob, profile, model, parallel.pieces(), &mut |jobs| {
+            parallel.run(jobs)
+        })?;
+    JitInstance::from_program_on(program, checks, parallel)
+}
+
+/// `jit` with `memory`'s pages copied in.
+pub fn with_memory(jit: JitInstance, memory: &FlatMemory) -> Result<JitInstance, Error> {
+    fill(jit, memory)
+}
+
 /// Decodes and validates a code blob as [`Program::from_bytes_with_gas_model`]
 /// does; with `parallel.threads >= 2` and at least
 /// `parallel.min_instructions` instructions, a GP 0.8 program is decoded in

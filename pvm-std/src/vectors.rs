@@ -531,19 +531,20 @@ pub fn run_on(
     gas: GasChoice,
     backend: Backend,
 ) -> Result<(), Failure> {
+    let model: Box<dyn GasModel> = match gas {
+        GasChoice::Naive => Box::new(Naive),
+        GasChoice::Table => match &vector.block_gas_costs {
+            Some(c) => Box::new(Table::new(c.clone())),
+            None => {
+                return Err(Failure(
+                    "the table gas model needs `block-gas-costs`, which this vector has not".into(),
+                ))
+            }
+        },
+        GasChoice::Gp => Box::new(Pipeline),
+    };
     let program = match Program::from_bytes(&vector.program, profile) {
         Ok(mut p) => {
-            let model: Box<dyn GasModel> = match gas {
-                GasChoice::Naive => Box::new(Naive),
-                GasChoice::Table => match &vector.block_gas_costs {
-                    Some(c) => Box::new(Table::new(c.clone())),
-                    None => return Err(Failure(
-                        "the table gas model needs `block-gas-costs`, which this vector has not"
-                            .into(),
-                    )),
-                },
-                GasChoice::Gp => Box::new(Pipeline),
-            };
             p.set_gas_model(model.as_ref())
                 .map_err(|e| Failure(format!("gas model: {e}")))?;
             if gas == GasChoice::Gp {
@@ -575,9 +576,14 @@ pub fn run_on(
             let checks = backend
                 .memory_checks()
                 .unwrap_or(pvm_jit::MemoryChecks::Hardware);
-            let parallel = backend.parallelism();
-            let mut j = JitInstance::from_program_on(p.clone(), checks, parallel)
-                .map_err(|e| Failure(format!("jit: {e}")))?;
+            let mut j = if backend == Backend::JitSplit {
+                JitInstance::from_program_on(p.clone(), checks, backend.parallelism())
+            } else {
+                // Decoded again, in the pass that generates the code.
+                pvm_core::Blob::parse(&vector.program)
+                    .and_then(|blob| JitInstance::from_blob(blob, profile, model.as_ref(), checks))
+            }
+            .map_err(|e| Failure(format!("jit: {e}")))?;
             j.set_pc(vector.initial_pc);
             j.set_gas(gas0);
             Box::new(j)

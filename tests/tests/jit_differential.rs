@@ -178,7 +178,9 @@ struct Case {
     naive: bool,
     /// How the recompiler keeps accesses in bounds: all three ways.
     checks: MemoryChecks,
-    /// Code generated in two halves on two threads (whatever the size).
+    /// Code generated from the decoded program in two halves on two
+    /// threads (whatever the size); otherwise in the decoding pass
+    /// (`JitInstance::from_blob`).
     split: bool,
 }
 
@@ -299,16 +301,31 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     vm.set_heap(Some(heap));
 
     let checks = case.checks;
-    let parallel = if case.split {
-        Parallelism {
+    let mut jit = if case.split {
+        let two = Parallelism {
             threads: 2,
             min_instructions: 0,
-        }
+        };
+        JitInstance::from_program_on(program.clone(), checks, two)
     } else {
-        Parallelism::SERIAL
+        let model: &dyn pvm_core::GasModel = match (case.naive, case.profile) {
+            (true, _) | (false, Profile::V0_7) => &pvm_core::gas::Naive,
+            (false, Profile::V0_8) => &pvm_core::gas::Pipeline,
+        };
+        JitInstance::from_blob(case.blob(), case.profile, model, checks)
+    }
+    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    // Decoded in the code generation pass: the same program.
+    let p = jit.program();
+    prop_assert_eq!(p.instructions(), program.instructions());
+    prop_assert_eq!(p.pcs(), program.pcs());
+    prop_assert_eq!(p.jump_table_targets(), program.jump_table_targets());
+    let costs = |p: &Program| {
+        (0..p.block_count())
+            .map(|b| (p.block_start(b), p.block_cost(b)))
+            .collect::<Vec<_>>()
     };
-    let mut jit = JitInstance::from_program_on(program.clone(), checks, parallel)
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(costs(p), costs(&program));
     for (page, access) in LAYOUT {
         jit.map(page, 1, access);
         let fill: Vec<u8> = (0..PAGE_SIZE)

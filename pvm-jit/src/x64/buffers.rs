@@ -13,6 +13,7 @@
 //! is ever writable and executable at once. Bytes past the new code are
 //! overwritten with `int3`, so no code of an earlier program remains.
 
+use super::compile::Label;
 use dynasmrt::{AssemblyOffset, DynasmApi};
 use pvm_core::Error;
 use std::sync::Mutex;
@@ -47,12 +48,42 @@ impl DynasmApi for CodeBuf {
     }
 }
 
-/// A generator's working buffers: the code, the labels and the fixups.
+/// A generator's working buffers (see `compile::Emitter` for what each
+/// holds).
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
     pub code: CodeBuf,
     pub labels: Vec<u32>,
     pub fixups: Vec<(u32, u32)>,
+    pub blocks: Vec<u32>,
+    pub deferred: Vec<(u32, u32)>,
+    pub oog_stubs: Vec<(Label, u32, u32)>,
+    pub panic_stubs: Vec<(Label, u32)>,
+    pub access_stubs: Vec<(Label, u32)>,
+}
+
+impl Scratch {
+    /// Bytes held.
+    fn bytes(&self) -> usize {
+        self.code.0.capacity()
+            + 4 * (self.labels.capacity() + self.blocks.capacity())
+            + 8 * (self.fixups.capacity()
+                + self.deferred.capacity()
+                + self.panic_stubs.capacity()
+                + self.access_stubs.capacity())
+            + 12 * self.oog_stubs.capacity()
+    }
+
+    fn clear(&mut self) {
+        self.code.0.clear();
+        self.labels.clear();
+        self.fixups.clear();
+        self.blocks.clear();
+        self.deferred.clear();
+        self.oog_stubs.clear();
+        self.panic_stubs.clear();
+        self.access_stubs.clear();
+    }
 }
 
 /// Scratch buffers larger than this are not kept.
@@ -72,13 +103,10 @@ pub(super) fn scratch() -> Scratch {
 
 /// Gives working buffers back for the next compilation.
 pub(super) fn give_back_scratch(mut s: Scratch) {
-    let bytes = s.code.0.capacity() + 4 * s.labels.capacity() + 8 * s.fixups.capacity();
-    if bytes > SCRATCH_MAX_BYTES {
+    if s.bytes() > SCRATCH_MAX_BYTES {
         return;
     }
-    s.code.0.clear();
-    s.labels.clear();
-    s.fixups.clear();
+    s.clear();
     if let Ok(mut pool) = SCRATCH.lock() {
         if pool.len() < SCRATCH_MAX {
             pool.push(s);

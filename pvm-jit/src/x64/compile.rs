@@ -235,7 +235,7 @@ type Assembler = CodeBuf;
 /// 4 bytes and a reference 8, and the generator makes one or two of each
 /// per block, so this keeps compile time and memory down.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Label(u32);
+pub(super) struct Label(u32);
 
 /// A label not bound yet.
 const UNBOUND: u32 = u32::MAX;
@@ -256,17 +256,31 @@ mod cc {
 
 struct Emitter<'p> {
     a: Assembler,
-    p: &'p Program,
-    /// Where each label is bound (a native offset), or [`UNBOUND`].
+    /// With a finished program, block costs are known as the code is
+    /// generated (exact charge forms); without (generating while the blob
+    /// is decoded), each charge is a 32-bit placeholder filled in by
+    /// [`Emitter::finish`].
+    costs: Option<&'p Program>,
+    /// The address of the `sbrk` helper.
+    sbrk: usize,
+    /// The native offset of each gas block's charge prologue bound here,
+    /// from block `first_block` on.
+    blocks: Vec<u32>,
+    first_block: usize,
+    /// Where each label (the shared ones, then this part's own) is bound (a
+    /// native offset), or [`UNBOUND`].
     labels: Vec<u32>,
     /// The `rel32` fields to fill in once every label is bound: offset of
     /// the field, label.
     fixups: Vec<(u32, u32)>,
-    epilogue: Label,
-    djump: Label,
-    panic_common: Label,
-    /// Out-of-gas stubs: label, instruction, block cost.
-    oog_stubs: Vec<(Label, u32, u64)>,
+    /// Static jumps, branches and `load_imm_jump`s, resolved once the
+    /// program is complete: offset of the `rel32` field, instruction index
+    /// (with [`JCC`] for a conditional branch).
+    deferred: Vec<(u32, u32)>,
+    /// Native offset of each instruction's body.
+    starts: Vec<u32>,
+    /// Out-of-gas stubs: label, instruction, block.
+    oog_stubs: Vec<(Label, u32, u32)>,
     /// Panic stubs: label, instruction.
     panic_stubs: Vec<(Label, u32)>,
     /// How guest memory is addressed (and whether accesses are checked).
@@ -275,10 +289,11 @@ struct Emitter<'p> {
     access_stubs: Vec<(Label, u32)>,
     /// The instruction being emitted.
     cur: usize,
-    /// The end of the instructions this emitter generates (the code after
-    /// the last of them is not the next instruction's).
-    end: usize,
 }
+
+/// A deferred jump that is a `jcc` (it becomes a `jmp` if the branch
+/// always panics).
+const JCC: u32 = 1 << 31;
 
 /// The code of a range of instructions, generated on its own: offsets are
 /// relative to its own start until the parts are joined.
@@ -292,11 +307,13 @@ struct Part {
     fault_stub: Option<u32>,
 }
 
-/// Labels every part shares: one per gas block (`0..blocks`), then these.
-const EPILOGUE: u32 = 0;
-const DJUMP: u32 = 1;
-const PANIC_COMMON: u32 = 2;
-const SHARED_EXTRA: u32 = 3;
+/// The labels every part shares (bound in the last); a part's own labels
+/// follow. A label with [`BLOCK`] set is a gas block's charge prologue.
+const EPILOGUE: Label = Label(0);
+const DJUMP: Label = Label(1);
+const PANIC_COMMON: Label = Label(2);
+const SHARED: u32 = 3;
+const BLOCK: u32 = 1 << 31;
 
 /// Generates the code of `p`: in one pass, or, as `parallel` allows, in
 /// pieces (each from a gas block's start) generated at the same time and
@@ -310,7 +327,6 @@ pub(super) fn compile(
 ) -> Result<Code, Error> {
     let n = p.instructions().len();
     let blocks = p.block_count();
-    let shared = blocks as u32 + SHARED_EXTRA;
     let pieces = parallel.pieces().min(blocks);
     let parts = if pieces > 1 && n >= parallel.min_instructions {
         // Pieces of about equal numbers of blocks, each from a block start.
@@ -330,8 +346,7 @@ pub(super) fn compile(
                     let range = bounds[k]..bounds[k + 1];
                     move || {
                         let (first, is_last) = (k == 0, k == last);
-                        let part =
-                            emit_part(p, sbrk, addressing, range.clone(), first, is_last, shared);
+                        let part = emit_part(p, sbrk, addressing, range.clone(), first, is_last);
                         *out = Some(part);
                     }
                 })
@@ -350,13 +365,47 @@ pub(super) fn compile(
         }
         parts
     } else {
-        vec![emit_part(p, sbrk, addressing, 0..n, true, true, shared)?]
+        vec![emit_part(p, sbrk, addressing, 0..n, true, true)?]
     };
-    join(p, parts, shared)
+    join(p, parts)
 }
 
-/// Emits instructions `range` (with the entry trampoline if `first`, and
-/// the shared exits if `last`), then the range's out-of-line stubs.
+/// Decodes and validates `blob` as [`Program::with_gas_model`] does and
+/// generates its code in the same pass: each instruction's code is emitted
+/// in the decoder's match arm for its opcode, with no table of decoded
+/// instructions read back. Jumps are resolved, and charges filled in, once
+/// the program is complete. The same code as [`compile`] on one thread but
+/// for the charge prologues' 32-bit form (and a 64-bit cost, which only
+/// [`compile`] encodes: such a program is generated again by it).
+pub(super) fn compile_blob(
+    blob: pvm_core::Blob,
+    profile: pvm_core::Profile,
+    model: &dyn pvm_core::GasModel,
+    sbrk: usize,
+    addressing: Addressing,
+) -> Result<(Program, Code), Error> {
+    let hint = blob.marked_starts();
+    let mut e = Emitter::new(addressing, sbrk, None, 0, hint);
+    e.entry();
+    let p = Program::with_gas_model_visiting(blob, profile, model, &mut e)?;
+    let n = p.instructions().len();
+    let code = match e.finish(&p, n, true)? {
+        Some(part) => join(&p, vec![part])?,
+        None => compile(&p, sbrk, addressing, crate::Parallelism::SERIAL)?,
+    };
+    Ok((p, code))
+}
+
+impl pvm_core::WalkVisitor for Emitter<'_> {
+    #[inline(always)]
+    fn instruction(&mut self, idx: usize, _: u32, starts_block: bool, implicit: bool, inst: I) {
+        Emitter::instruction(self, idx, starts_block, implicit, inst);
+    }
+}
+
+/// Emits instructions `range` of `p` (with the entry trampoline if
+/// `first`, and the shared exits if `last`), then the range's out-of-line
+/// stubs.
 fn emit_part(
     p: &Program,
     sbrk: usize,
@@ -364,42 +413,77 @@ fn emit_part(
     range: core::ops::Range<usize>,
     first: bool,
     last: bool,
-    shared: u32,
 ) -> Result<Part, Error> {
-    let n = range.len();
     let blocks = p.block_count();
-    // The buffers of an earlier compilation if there are any, sized from
-    // measured programs (DOOM: about 15 bytes per instruction, two labels
-    // and three references per block) so that they rarely grow.
-    let scratch = buffers::scratch();
-    let (mut a, mut labels, mut fixups) = (scratch.code, scratch.labels, scratch.fixups);
-    a.0.reserve(16 * n + 4096);
-    labels.reserve(shared as usize + blocks + 8);
-    fixups.reserve(3 * blocks + 8);
-    labels.resize(shared as usize, UNBOUND);
-    let special = |k: u32| Label(blocks as u32 + k);
-    let mut e = Emitter {
-        a,
-        p,
-        labels,
-        fixups,
-        epilogue: special(EPILOGUE),
-        djump: special(DJUMP),
-        panic_common: special(PANIC_COMMON),
-        oog_stubs: Vec::new(),
-        panic_stubs: Vec::new(),
-        addressing,
-        access_stubs: Vec::new(),
-        cur: 0,
-        end: range.end,
+    let first_block = if range.start < p.instructions().len() {
+        p.block_of(range.start)
+    } else {
+        blocks
     };
-    let (epilogue, djump, panic_common) = (e.epilogue, e.djump, e.panic_common);
-
-    let mut entry = None;
+    let mut e = Emitter::new(addressing, sbrk, Some(p), first_block, range.len());
     if first {
-        // Entry trampoline: extern "sysv64" fn(window_base, target) -> u32.
-        entry = Some(e.a.offset().0 as u32);
-        dynasm!(e.a
+        e.entry();
+    }
+    let insts = p.instructions();
+    let mut next_block = first_block;
+    for i in range.clone() {
+        let starts_block = next_block < blocks && p.block_start(next_block) == i;
+        next_block += usize::from(starts_block);
+        e.instruction(i, starts_block, p.is_implicit_trap(i), insts[i]);
+    }
+    e.finish(p, range.end, last)?.ok_or(Error::Unsupported(
+        "JIT: a charge left unfilled with known costs",
+    ))
+}
+
+impl<'p> Emitter<'p> {
+    /// An emitter for about `n` instructions from gas block `first_block`
+    /// on, with the buffers of an earlier compilation if there are any,
+    /// sized from measured programs (DOOM: about 15 bytes per instruction,
+    /// a label and three references per block) so that they rarely grow.
+    fn new(
+        addressing: Addressing,
+        sbrk: usize,
+        costs: Option<&'p Program>,
+        first_block: usize,
+        n: usize,
+    ) -> Emitter<'p> {
+        let s = buffers::scratch();
+        let (mut a, mut labels, mut fixups) = (s.code, s.labels, s.fixups);
+        let (mut blocks, mut deferred, mut oog_stubs) = (s.blocks, s.deferred, s.oog_stubs);
+        a.0.reserve(16 * n + 4096);
+        labels.reserve(n / 2 + 8);
+        fixups.reserve(n / 2 + 8);
+        blocks.reserve(n / 4 + 8);
+        deferred.reserve(n / 4 + 8);
+        oog_stubs.reserve(n / 4 + 8);
+        labels.resize(SHARED as usize, UNBOUND);
+        Emitter {
+            a,
+            costs,
+            sbrk,
+            blocks,
+            first_block,
+            labels,
+            fixups,
+            deferred,
+            starts: if first_block == 0 {
+                buffers::starts(n)
+            } else {
+                Vec::with_capacity(n)
+            },
+            oog_stubs,
+            panic_stubs: s.panic_stubs,
+            addressing,
+            access_stubs: s.access_stubs,
+            cur: 0,
+        }
+    }
+
+    /// The entry trampoline: extern "sysv64" fn(window_base, target) -> u32.
+    fn entry(&mut self) -> u32 {
+        let entry = self.a.offset().0 as u32;
+        dynasm!(self.a
             ; .arch x64
             ; push rbx
             ; push rbp
@@ -410,169 +494,248 @@ fn emit_part(
             ; sub rsp, 8
             ; mov r15, rdi
         );
-        if addressing == Addressing::Segment {
+        if self.addressing == Addressing::Segment {
             // Keep the host's GS base; GS = the window while guest code runs.
-            dynasm!(e.a
+            dynasm!(self.a
                 ; .arch x64
                 ; rdgsbase rax
                 ; mov QWORD [r15 + SAVED_GS], rax
                 ; wrgsbase r15
             );
         }
-        dynasm!(e.a ; .arch x64 ; mov rax, rsi);
-        e.reload_all();
-        dynasm!(e.a ; .arch x64 ; jmp rax);
+        dynasm!(self.a ; .arch x64 ; mov rax, rsi);
+        self.reload_all();
+        dynasm!(self.a ; .arch x64 ; jmp rax);
+        entry
     }
 
-    let mut starts = if first {
-        buffers::starts(p.instructions().len())
-    } else {
-        Vec::with_capacity(n)
-    };
-    let mut next_block = p.block_of(range.start);
-    for i in range {
-        if next_block < blocks && p.block_start(next_block) == i {
-            e.emit_charge(i, next_block);
-            next_block += 1;
+    /// The code of instruction `i` (a charge prologue first if it starts a
+    /// gas block).
+    #[inline(always)]
+    fn instruction(&mut self, i: usize, starts_block: bool, implicit: bool, inst: I) {
+        if starts_block {
+            self.emit_charge(i);
         }
-        starts.push(e.a.offset().0 as u32);
-        e.cur = i;
-        e.emit(i, sbrk)?;
-    }
-
-    // Out-of-line stubs.
-    for (l, idx, cost) in core::mem::take(&mut e.oog_stubs) {
-        e.bind(l);
-        // Give back what the prologue took: out-of-gas leaves gas unchanged.
-        if let Ok(c) = i32::try_from(cost) {
-            dynasm!(e.a ; .arch x64 ; add QWORD [r15 + GAS], c);
+        self.starts.push(self.a.offset().0 as u32);
+        self.cur = i;
+        if implicit {
+            self.panic(i);
         } else {
-            dynasm!(e.a ; .arch x64 ; mov rax, QWORD cost as i64 ; add QWORD [r15 + GAS], rax);
+            self.emit(i, inst);
         }
-        dynasm!(e.a
-            ; .arch x64
-            ; mov DWORD [r15 + EXIT_IDX], idx as i32
-            ; mov eax, exit_kind::OUT_OF_GAS as i32
-        );
-        e.jmp(epilogue);
     }
-    for (l, idx) in core::mem::take(&mut e.access_stubs) {
-        e.bind(l);
-        dynasm!(e.a
-            ; .arch x64
-            ; mov DWORD [r15 + EXIT_IDX], idx as i32
-            ; mov eax, exit_kind::ACCESS_FAULT as i32
-        );
-        e.jmp(epilogue);
-    }
-    for (l, idx) in core::mem::take(&mut e.panic_stubs) {
-        e.bind(l);
-        dynasm!(e.a ; .arch x64 ; mov DWORD [r15 + EXIT_IDX], idx as i32);
-        e.jmp(panic_common);
-    }
-    let (mut invalid_entry, mut fault_stub) = (None, None);
-    if last {
-        // Dynamic jump: eax = address, EXIT_IDX = the jumping instruction.
-        let halt = e.new_label();
-        e.bind(djump);
-        dynasm!(e.a ; .arch x64 ; cmp eax, 0xFFFF_0000u32 as i32);
-        e.jcc(cc::E, halt);
-        dynasm!(e.a ; .arch x64 ; test eax, 1);
-        e.jcc(cc::NE, panic_common);
-        dynasm!(e.a
-            ; .arch x64
-            ; shr eax, 1
-            ; sub eax, 1
-            ; cmp rax, QWORD [r15 + JT_LEN]
-        );
-        e.jcc(cc::AE, panic_common);
-        dynasm!(e.a
-            ; .arch x64
-            ; shl rax, 3
-            ; add rax, QWORD [r15 + JT_PTR]
-            ; jmp QWORD [rax]
-        );
-        e.bind(halt);
-        dynasm!(e.a ; .arch x64 ; mov eax, exit_kind::HALT as i32);
-        e.jmp(epilogue);
-        invalid_entry = Some(e.a.offset().0 as u32);
-        e.bind(panic_common);
-        dynasm!(e.a ; .arch x64 ; mov eax, exit_kind::PANIC as i32);
-        e.jmp(epilogue);
-        fault_stub = Some(e.a.offset().0 as u32);
-        dynasm!(e.a ; .arch x64 ; mov eax, exit_kind::PAGE_FAULT as i32);
-        e.bind(epilogue);
-        e.spill_all();
-        if addressing == Addressing::Segment {
-            // The host's GS base back (rcx is spilled; eax holds the exit).
-            dynasm!(e.a
+
+    /// Completes the code of instructions `..end` of `p` from this part's
+    /// first on: what follows the last of them, jumps resolved, charges
+    /// filled in, the out-of-line stubs, and (if `last`) the shared exits.
+    /// `None` if a block costs more than a 32-bit placeholder holds.
+    fn finish(mut self, p: &Program, end: usize, last: bool) -> Result<Option<Part>, Error> {
+        let entry = (self.first_block == 0).then_some(0);
+        // Falling past the last instruction: into the next part's first
+        // block, or (GP 0.8, a `fallthrough` or a branch's fall-through at
+        // the end of the code) a panic.
+        if end < p.instructions().len() {
+            self.jmp(Label(BLOCK | p.block_of(end) as u32));
+        } else if end > 0 {
+            self.panic(end - 1);
+        }
+        let unresolved = Error::Unsupported("JIT: a jump target that does not start a gas block");
+        let mut deferred = core::mem::take(&mut self.deferred);
+        for &(at, x) in &deferred {
+            let i = (x & !JCC) as usize;
+            let to = match p.transfer(i) {
+                Transfer::To(t) => {
+                    let b = p.block_of(t);
+                    if p.block_start(b) != t {
+                        return Err(unresolved);
+                    }
+                    Label(BLOCK | b as u32)
+                }
+                Transfer::PanicWhenTaken => self.panic_stub(i),
+                Transfer::Panic | Transfer::None => {
+                    if x & JCC != 0 {
+                        // Panics either way (GP 0.8): `jcc rel32` becomes
+                        // `nop; jmp rel32` (the same `rel32` field).
+                        let k = at as usize;
+                        self.a.0[k - 2..k].copy_from_slice(&[0x90, 0xE9]);
+                    }
+                    self.panic_stub(i)
+                }
+            };
+            self.fixups.push((at, to.0));
+        }
+        deferred.clear();
+        self.deferred = deferred;
+        if self.costs.is_none() {
+            for (k, &at) in self.blocks.iter().enumerate() {
+                let Ok(cost) = i32::try_from(p.block_cost(self.first_block + k)) else {
+                    buffers::give_back_scratch(self.into_scratch());
+                    return Ok(None);
+                };
+                // `sub qword [r15 + GAS], imm32`: the immediate at +4.
+                let k = at as usize + 4;
+                self.a.0[k..k + 4].copy_from_slice(&cost.to_le_bytes());
+            }
+        }
+
+        // Out-of-line stubs.
+        let mut stubs = core::mem::take(&mut self.oog_stubs);
+        for &(l, idx, block) in &stubs {
+            self.bind(l);
+            let cost = p.block_cost(block as usize);
+            // Give back what the prologue took: out-of-gas leaves gas unchanged.
+            if let Ok(c) = i32::try_from(cost) {
+                dynasm!(self.a ; .arch x64 ; add QWORD [r15 + GAS], c);
+            } else {
+                dynasm!(self.a ; .arch x64 ; mov rax, QWORD cost as i64 ; add QWORD [r15 + GAS], rax);
+            }
+            dynasm!(self.a
                 ; .arch x64
-                ; mov rcx, QWORD [r15 + SAVED_GS]
-                ; wrgsbase rcx
+                ; mov DWORD [r15 + EXIT_IDX], idx as i32
+                ; mov eax, exit_kind::OUT_OF_GAS as i32
+            );
+            self.jmp(EPILOGUE);
+        }
+        stubs.clear();
+        self.oog_stubs = stubs;
+        let mut stubs = core::mem::take(&mut self.access_stubs);
+        for &(l, idx) in &stubs {
+            self.bind(l);
+            dynasm!(self.a
+                ; .arch x64
+                ; mov DWORD [r15 + EXIT_IDX], idx as i32
+                ; mov eax, exit_kind::ACCESS_FAULT as i32
+            );
+            self.jmp(EPILOGUE);
+        }
+        stubs.clear();
+        self.access_stubs = stubs;
+        let mut stubs = core::mem::take(&mut self.panic_stubs);
+        for &(l, idx) in &stubs {
+            self.bind(l);
+            dynasm!(self.a ; .arch x64 ; mov DWORD [r15 + EXIT_IDX], idx as i32);
+            self.jmp(PANIC_COMMON);
+        }
+        stubs.clear();
+        self.panic_stubs = stubs;
+        let (mut invalid_entry, mut fault_stub) = (None, None);
+        if last {
+            // Dynamic jump: eax = address, EXIT_IDX = the jumping instruction.
+            let halt = self.new_label();
+            self.bind(DJUMP);
+            dynasm!(self.a ; .arch x64 ; cmp eax, 0xFFFF_0000u32 as i32);
+            self.jcc(cc::E, halt);
+            dynasm!(self.a ; .arch x64 ; test eax, 1);
+            self.jcc(cc::NE, PANIC_COMMON);
+            dynasm!(self.a
+                ; .arch x64
+                ; shr eax, 1
+                ; sub eax, 1
+                ; cmp rax, QWORD [r15 + JT_LEN]
+            );
+            self.jcc(cc::AE, PANIC_COMMON);
+            dynasm!(self.a
+                ; .arch x64
+                ; shl rax, 3
+                ; add rax, QWORD [r15 + JT_PTR]
+                ; jmp QWORD [rax]
+            );
+            self.bind(halt);
+            dynasm!(self.a ; .arch x64 ; mov eax, exit_kind::HALT as i32);
+            self.jmp(EPILOGUE);
+            invalid_entry = Some(self.a.offset().0 as u32);
+            self.bind(PANIC_COMMON);
+            dynasm!(self.a ; .arch x64 ; mov eax, exit_kind::PANIC as i32);
+            self.jmp(EPILOGUE);
+            fault_stub = Some(self.a.offset().0 as u32);
+            dynasm!(self.a ; .arch x64 ; mov eax, exit_kind::PAGE_FAULT as i32);
+            self.bind(EPILOGUE);
+            self.spill_all();
+            if self.addressing == Addressing::Segment {
+                // The host's GS base back (rcx is spilled; eax holds the exit).
+                dynasm!(self.a
+                    ; .arch x64
+                    ; mov rcx, QWORD [r15 + SAVED_GS]
+                    ; wrgsbase rcx
+                );
+            }
+            dynasm!(self.a
+                ; .arch x64
+                ; add rsp, 8
+                ; pop r15
+                ; pop r14
+                ; pop r13
+                ; pop r12
+                ; pop rbp
+                ; pop rbx
+                ; ret
             );
         }
-        dynasm!(e.a
-            ; .arch x64
-            ; add rsp, 8
-            ; pop r15
-            ; pop r14
-            ; pop r13
-            ; pop r12
-            ; pop rbp
-            ; pop rbx
-            ; ret
-        );
+        let starts = core::mem::take(&mut self.starts);
+        Ok(Some(Part {
+            scratch: self.into_scratch(),
+            starts,
+            entry,
+            invalid_entry,
+            fault_stub,
+        }))
     }
-    let Emitter {
-        a: code,
-        labels,
-        fixups,
-        ..
-    } = e;
-    Ok(Part {
-        scratch: buffers::Scratch {
-            code,
-            labels,
-            fixups,
-        },
-        starts,
-        entry,
-        invalid_entry,
-        fault_stub,
-    })
+
+    /// The buffers, to keep for the next compilation.
+    fn into_scratch(self) -> buffers::Scratch {
+        buffers::Scratch {
+            code: self.a,
+            labels: self.labels,
+            fixups: self.fixups,
+            blocks: self.blocks,
+            deferred: self.deferred,
+            oog_stubs: self.oog_stubs,
+            panic_stubs: self.panic_stubs,
+            access_stubs: self.access_stubs,
+        }
+    }
+
+    /// A stub that panics at instruction `i`.
+    fn panic_stub(&mut self, i: usize) -> Label {
+        let l = self.new_label();
+        self.panic_stubs.push((l, i as u32));
+        l
+    }
 }
 
 /// Joins the parts into one mapping: shared labels take the offset of the
 /// part that bound them, every jump is filled in, and the jump table points
 /// at its entries' charge prologues.
-fn join(p: &Program, mut parts: Vec<Part>, shared: u32) -> Result<Code, Error> {
+fn join(p: &Program, parts: Vec<Part>) -> Result<Code, Error> {
     let mut bases = Vec::with_capacity(parts.len());
     let mut total = 0u32;
     for part in &parts {
         bases.push(total);
         total += part.scratch.code.0.len() as u32;
     }
-    // The shared labels' offsets: with one part, its own labels.
-    let single = parts.len() == 1;
-    let global = if single {
-        core::mem::take(&mut parts[0].scratch.labels)
-    } else {
-        let mut global = vec![UNBOUND; shared as usize];
-        for (part, &base) in parts.iter().zip(&bases) {
-            for (g, &at) in global.iter_mut().zip(&part.scratch.labels) {
-                if at != UNBOUND {
-                    *g = at + base;
-                }
+    // The shared labels' and the blocks' offsets.
+    let mut shared = [UNBOUND; SHARED as usize];
+    let mut blocks = Vec::with_capacity(p.block_count());
+    for (part, &base) in parts.iter().zip(&bases) {
+        for (g, &at) in shared.iter_mut().zip(&part.scratch.labels) {
+            if at != UNBOUND {
+                *g = at + base;
             }
         }
-        global
-    };
+        blocks.extend(part.scratch.blocks.iter().map(|&at| at + base));
+    }
     let unencodable = Error::Unsupported("JIT: a jump that cannot be encoded");
+    let mut parts = parts;
     for (part, &base) in parts.iter_mut().zip(&bases) {
         let s = &mut part.scratch;
         for &(at, l) in &s.fixups {
-            let to = if l < shared || single {
-                global[l as usize]
+            let to = if l & BLOCK != 0 {
+                blocks
+                    .get((l & !BLOCK) as usize)
+                    .copied()
+                    .unwrap_or(UNBOUND)
+            } else if l < SHARED {
+                shared[l as usize]
             } else {
                 match s.labels[l as usize] {
                     UNBOUND => UNBOUND,
@@ -607,7 +770,9 @@ fn join(p: &Program, mut parts: Vec<Part>, shared: u32) -> Result<Code, Error> {
             invalid_entry
         } else {
             // Entries are in ϖ, which always start a gas block.
-            global[block_label(p, t as usize)?.0 as usize]
+            *blocks
+                .get(p.block_of(t as usize))
+                .ok_or(Error::Unsupported("JIT: a jump table entry without code"))?
         });
     }
 
@@ -619,9 +784,6 @@ fn join(p: &Program, mut parts: Vec<Part>, shared: u32) -> Result<Code, Error> {
         .next()
         .ok_or(Error::Unsupported("JIT: no code generated"))?;
     let mut starts = core::mem::take(&mut first.starts);
-    if single {
-        first.scratch.labels = global;
-    }
     buffers::give_back_scratch(first.scratch);
     for (part, &base) in parts.zip(&bases[1..]) {
         starts.extend(part.starts.iter().map(|&o| o + base));
@@ -636,17 +798,6 @@ fn join(p: &Program, mut parts: Vec<Part>, shared: u32) -> Result<Code, Error> {
         fault_stub,
         parts: count,
     })
-}
-
-/// The label of the charge prologue of block-starting instruction `t`.
-fn block_label(p: &Program, t: usize) -> Result<Label, Error> {
-    let b = p.block_of(t);
-    if p.block_start(b) != t {
-        return Err(Error::Unsupported(
-            "JIT: a jump target that does not start a gas block",
-        ));
-    }
-    Ok(Label(b as u32))
 }
 
 /// The native address of `off` in `buf`.
@@ -668,14 +819,21 @@ impl Emitter<'_> {
     }
 
     /// `op` followed by a `rel32` field to fill in with the distance to
-    /// `l` (one append of a fixed-size array: no `memcpy` call).
+    /// `l`.
     #[inline(always)]
     fn op_rel32<const N: usize>(&mut self, op: [u8; N], l: Label) {
         let at = self.a.offset().0 + N;
-        let mut bytes = [0u8; 6];
-        bytes[..N].copy_from_slice(&op);
-        self.a.0.extend(bytes.into_iter().take(N + 4));
+        self.a.put(|i| i.op_rel32(op));
         self.fixups.push((at as u32, l.0));
+    }
+
+    /// `op` followed by a `rel32` field to the static target of
+    /// instruction `i` (see [`Emitter::finish`]).
+    #[inline(always)]
+    fn op_deferred<const N: usize>(&mut self, op: [u8; N], i: usize, flag: u32) {
+        let at = self.a.offset().0 + N;
+        self.a.put(|x| x.op_rel32(op));
+        self.deferred.push((at as u32, i as u32 | flag));
     }
 
     /// `jmp l`.
@@ -688,21 +846,33 @@ impl Emitter<'_> {
         self.op_rel32([0x0F, 0x80 | code], l);
     }
 
-    fn emit_charge(&mut self, i: usize, block: usize) {
-        let cost = self.p.block_cost(block);
-        self.bind(Label(block as u32));
+    /// The charge prologue of the block instruction `i` starts.
+    fn emit_charge(&mut self, i: usize) {
+        let block = self.first_block + self.blocks.len();
+        self.blocks.push(self.a.offset().0 as u32);
+        let Some(p) = self.costs else {
+            // `sub qword [r15 + GAS], imm32`, the immediate filled in by
+            // `finish`. REX.W+B, 81 /5, ModRM (mod 01, reg 5, rm r15&7),
+            // disp8, imm32.
+            self.a
+                .put(|x| x.bytes([0x49, 0x81, 0x6F, GAS as i8 as u8, 0, 0, 0, 0]));
+            let oog = self.new_label();
+            self.oog_stubs.push((oog, i as u32, block as u32));
+            self.jcc(cc::B, oog);
+            return;
+        };
+        let cost = p.block_cost(block);
         if cost == 0 {
             return;
         }
         let oog = self.new_label();
-        self.oog_stubs.push((oog, i as u32, cost));
+        self.oog_stubs.push((oog, i as u32, block as u32));
         if let Ok(c) = i8::try_from(cost) {
             // `sub qword [r15 + GAS], imm8` with an 8-bit displacement:
             // 5 bytes (dynasm would use 32-bit fields for both, 11 bytes).
             // REX.W+B, 83 /5, ModRM (mod 01, reg 5, rm r15&7), disp8, imm8.
             self.a
-                .0
-                .extend([0x49, 0x83, 0x6F, GAS as i8 as u8, c as u8]);
+                .put(|x| x.bytes([0x49, 0x83, 0x6F, GAS as i8 as u8, c as u8]));
         } else if let Ok(c) = i32::try_from(cost) {
             dynasm!(self.a ; .arch x64 ; sub QWORD [r15 + GAS], c);
         } else {
@@ -718,7 +888,7 @@ impl Emitter<'_> {
             ; mov DWORD [r15 + EXIT_ARG], arg as i32
             ; mov eax, kind as i32
         );
-        self.jmp(self.epilogue);
+        self.jmp(EPILOGUE);
     }
 
     fn panic(&mut self, i: usize) {
@@ -726,35 +896,13 @@ impl Emitter<'_> {
             ; .arch x64
             ; mov DWORD [r15 + EXIT_IDX], i as i32
         );
-        self.jmp(self.panic_common);
+        self.jmp(PANIC_COMMON);
     }
 
-    /// The label of the charge prologue of block-starting instruction `t`.
-    fn label(&self, t: usize) -> Result<Label, Error> {
-        block_label(self.p, t)
-    }
-
-    /// Continues at block-starting instruction `t` (nothing to emit when
-    /// it comes next in code order: its prologue follows, unless it starts
-    /// the next part).
-    fn goto(&mut self, t: usize) -> Result<(), Error> {
-        let l = self.label(t)?;
-        if t != self.cur + 1 || t >= self.end {
-            self.jmp(l);
-        }
-        Ok(())
-    }
-
-    /// The static jump of the current instruction: to its target, or a
-    /// panic (see [`Program::transfer`]).
-    fn jump(&mut self) -> Result<(), Error> {
-        match self.p.transfer(self.cur) {
-            Transfer::To(t) => self.goto(t),
-            _ => {
-                self.panic(self.cur);
-                Ok(())
-            }
-        }
+    /// The static jump of instruction `i` (resolved by `finish`: to its
+    /// target's charge prologue, or a panic).
+    fn jump(&mut self, i: usize) {
+        self.op_deferred([0xE9], i, 0);
     }
 
     // --- guest registers ---------------------------------------------------
@@ -1281,19 +1429,7 @@ impl Emitter<'_> {
     }
 
     /// A conditional branch `if reg[a] CC y goto target else goto i + 1`.
-    fn branch(&mut self, i: usize, a: u8, y: Src, cond: Cc) -> Result<(), Error> {
-        let taken = match self.p.transfer(i) {
-            Transfer::To(t) => self.label(t)?,
-            Transfer::PanicWhenTaken => {
-                let l = self.new_label();
-                self.panic_stubs.push((l, i as u32));
-                l
-            }
-            Transfer::Panic | Transfer::None => {
-                self.panic(i);
-                return Ok(());
-            }
-        };
+    fn branch(&mut self, i: usize, a: u8, y: Src, cond: Cc) {
         let ra = host(a);
         match y {
             Src::R(b) => enc::alu_rr(&mut self.a, true, Alu::Cmp, ra, host(b)),
@@ -1313,22 +1449,22 @@ impl Emitter<'_> {
             Cc::GeS => cc::GE,
             Cc::GtS => cc::G,
         };
-        self.jcc(code, taken);
-        self.goto(i + 1)
+        // The target is resolved by `finish`; not taken, the next
+        // instruction's charge prologue follows (or what `finish` puts
+        // after the last).
+        self.op_deferred([0x0F, 0x80 | code], i, JCC);
     }
 
-    fn emit(&mut self, i: usize, sbrk: usize) -> Result<(), Error> {
-        let p = self.p;
-        if p.is_implicit_trap(i) {
-            self.panic(i);
-            return Ok(());
-        }
-        let inst = p.instructions()[i];
+    #[inline(always)]
+    fn emit(&mut self, i: usize, inst: I) {
         let r = |x: pvm_core::Reg| x.raw();
         use Bin::*;
         match inst {
             I::Trap(_) => self.panic(i),
-            I::Fallthrough(_) | I::Jump(_) => self.jump()?,
+            // The next instruction's charge prologue follows (or what
+            // `finish` puts after the last).
+            I::Fallthrough(_) => {}
+            I::Jump(_) => self.jump(i),
             I::Unlikely(_) => {}
             I::Ecalli(x) => self.exit(i, exit_kind::HOST_CALL, x.imm),
             I::LoadImm64(x) => {
@@ -1344,7 +1480,7 @@ impl Emitter<'_> {
                     ; .arch x64
                     ; mov DWORD [r15 + EXIT_IDX], i as i32
                 );
-                self.jmp(self.djump);
+                self.jmp(DJUMP);
             }
             I::LoadImm(x) => self.load_to(host(r(x.a)), Src::Imm(x.imm)),
             I::LoadU8(x) => self.load(r(x.a), None, x.imm, 1, false),
@@ -1365,18 +1501,18 @@ impl Emitter<'_> {
             I::LoadImmJump(x) => {
                 // The register is written even when the jump then panics.
                 self.load_to(host(r(x.a)), Src::Imm(x.imm));
-                self.jump()?;
+                self.jump(i);
             }
-            I::BranchEqImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::Eq)?,
-            I::BranchNeImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::Ne)?,
-            I::BranchLtUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LtU)?,
-            I::BranchLeUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LeU)?,
-            I::BranchGeUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GeU)?,
-            I::BranchGtUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GtU)?,
-            I::BranchLtSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LtS)?,
-            I::BranchLeSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LeS)?,
-            I::BranchGeSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GeS)?,
-            I::BranchGtSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GtS)?,
+            I::BranchEqImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::Eq),
+            I::BranchNeImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::Ne),
+            I::BranchLtUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LtU),
+            I::BranchLeUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LeU),
+            I::BranchGeUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GeU),
+            I::BranchGtUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GtU),
+            I::BranchLtSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LtS),
+            I::BranchLeSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LeS),
+            I::BranchGeSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GeS),
+            I::BranchGtSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GtS),
             I::MoveReg(x) => self.unary(r(x.d), r(x.a), |a, d, s| {
                 if d != s {
                     dynasm!(a ; .arch x64 ; mov Rq(d), Rq(s));
@@ -1390,7 +1526,7 @@ impl Emitter<'_> {
                     ; .arch x64
                     ; lea rdi, [r15 + CTX]
                     ; mov rsi, QWORD [r15 + reg_off(r(x.a))]
-                    ; mov rax, QWORD sbrk as i64
+                    ; mov rax, QWORD self.sbrk as i64
                     ; call rax
                     ; mov QWORD [r15 + reg_off(r(x.d))], rax
                 );
@@ -1490,12 +1626,12 @@ impl Emitter<'_> {
             I::RotR64ImmAlt(x) => self.bin(RotR64, r(x.a), Src::Imm(x.imm), Src::R(r(x.b))),
             I::RotR32Imm(x) => self.bin(RotR32, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
             I::RotR32ImmAlt(x) => self.bin(RotR32, r(x.a), Src::Imm(x.imm), Src::R(r(x.b))),
-            I::BranchEq(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::Eq)?,
-            I::BranchNe(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::Ne)?,
-            I::BranchLtU(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::LtU)?,
-            I::BranchLtS(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::LtS)?,
-            I::BranchGeU(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::GeU)?,
-            I::BranchGeS(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::GeS)?,
+            I::BranchEq(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::Eq),
+            I::BranchNe(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::Ne),
+            I::BranchLtU(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::LtU),
+            I::BranchLtS(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::LtS),
+            I::BranchGeU(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::GeU),
+            I::BranchGeS(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::GeS),
             I::LoadImmJumpInd(x) => {
                 // The target uses B before A is written (they may be one register).
                 self.ea_reg(r(x.b), x.y);
@@ -1504,7 +1640,7 @@ impl Emitter<'_> {
                     ; .arch x64
                     ; mov DWORD [r15 + EXIT_IDX], i as i32
                 );
-                self.jmp(self.djump);
+                self.jmp(DJUMP);
             }
             I::Add32(x) => self.three(Add32, x),
             I::Sub32(x) => self.three(Sub32, x),
@@ -1548,7 +1684,6 @@ impl Emitter<'_> {
             I::Min(x) => self.three(Min, x),
             I::MinU(x) => self.three(MinU, x),
         }
-        Ok(())
     }
 
     /// `eax` = `reg[b] + sext(imm)` (mod 2^32), for dynamic jumps.

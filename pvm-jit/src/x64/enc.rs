@@ -13,42 +13,71 @@
 
 use super::buffers::CodeBuf;
 
-/// One instruction being assembled (at most 15 bytes).
-#[derive(Clone, Copy)]
+/// One instruction being written straight into the code buffer's spare
+/// capacity (see [`CodeBuf::put`]), byte by byte: no staging array that a
+/// wide load would read back (a store-forwarding stall on every
+/// instruction).
 pub(super) struct Ins {
-    b: [u8; 16],
+    /// The first of the 32 zeroed bytes `put` reserved.
+    p: *mut u8,
+    /// Bytes written so far (at most 15 for a real instruction).
     n: usize,
 }
 
 impl Ins {
     #[inline(always)]
-    const fn new() -> Ins {
-        Ins { b: [0; 16], n: 0 }
-    }
-
-    #[inline(always)]
     fn u8(mut self, x: u8) -> Ins {
-        self.b[self.n & 15] = x;
+        // SAFETY: `p` points at 32 writable bytes (see `CodeBuf::put`), and
+        // `n & 15 < 32`.
+        unsafe { self.p.add(self.n & 15).write(x) };
         self.n += 1;
         self
     }
 
     #[inline(always)]
     fn i32(mut self, x: i32) -> Ins {
-        for (k, byte) in x.to_le_bytes().into_iter().enumerate() {
-            self.b[(self.n + k) & 15] = byte;
-        }
+        // SAFETY: as in `u8`: `(n & 15) + 4 <= 32`.
+        unsafe {
+            self.p
+                .add(self.n & 15)
+                .cast::<[u8; 4]>()
+                .write_unaligned(x.to_le_bytes())
+        };
         self.n += 4;
         self
     }
 
     #[inline(always)]
     fn i16(mut self, x: i16) -> Ins {
-        for (k, byte) in x.to_le_bytes().into_iter().enumerate() {
-            self.b[(self.n + k) & 15] = byte;
-        }
+        // SAFETY: as in `u8`: `(n & 15) + 2 <= 32`.
+        unsafe {
+            self.p
+                .add(self.n & 15)
+                .cast::<[u8; 2]>()
+                .write_unaligned(x.to_le_bytes())
+        };
         self.n += 2;
         self
+    }
+
+    /// The bytes of `op` (at most 2), then a zero `rel32` field.
+    #[inline(always)]
+    pub(super) fn op_rel32<const N: usize>(self, op: [u8; N]) -> Ins {
+        let mut i = self;
+        for b in op {
+            i = i.u8(b);
+        }
+        i.i32(0)
+    }
+
+    /// Constant bytes.
+    #[inline(always)]
+    pub(super) fn bytes<const N: usize>(self, bytes: [u8; N]) -> Ins {
+        let mut i = self;
+        for b in bytes {
+            i = i.u8(b);
+        }
+        i
     }
 
     /// A REX prefix when one is needed: `w` (64-bit operand), the high bits
@@ -96,21 +125,22 @@ impl Ins {
 }
 
 impl CodeBuf {
-    /// Appends `ins`: one capacity check and one 16-byte store.
+    /// Appends the instruction `f` writes: one capacity check, the bytes
+    /// written in place.
     #[inline(always)]
-    pub(super) fn ins(&mut self, ins: Ins) {
-        let n = ins.n.min(16);
-        self.0.reserve(16);
+    pub(super) fn put(&mut self, f: impl FnOnce(Ins) -> Ins) {
+        self.0.reserve(32);
         let len = self.0.len();
-        // SAFETY: `reserve` made room for 16 bytes after `len`; the length
-        // then grows over the `n <= 16` of them that hold the instruction.
+        // SAFETY: `reserve` made room for 32 bytes after `len`, which are
+        // zeroed here (so every byte the length then grows over is
+        // initialized); nothing else touches the vector until `f` returns,
+        // and `Ins` writes only within those 32 bytes. The length grows
+        // over the `n <= 16` bytes that hold the instruction.
         unsafe {
-            self.0
-                .as_mut_ptr()
-                .add(len)
-                .cast::<[u8; 16]>()
-                .write_unaligned(ins.b);
-            self.0.set_len(len + n);
+            let p = self.0.as_mut_ptr().add(len);
+            p.cast::<[u8; 32]>().write_unaligned([0; 32]);
+            let ins = f(Ins { p, n: 0 });
+            self.0.set_len(len + ins.n.min(16));
         }
     }
 }
@@ -163,7 +193,7 @@ impl Load {
 /// `mov r64(d), r64(s)`.
 #[inline(always)]
 pub(super) fn mov_rr(a: &mut CodeBuf, d: u8, s: u8) {
-    a.ins(Ins::new().rex(true, s, d, false).u8(0x89).rr(s, d));
+    a.put(|i| i.rex(true, s, d, false).u8(0x89).rr(s, d));
 }
 
 /// `r64(d) = sext(v)`: `mov r32, imm32` when that zero-extends to the
@@ -172,126 +202,123 @@ pub(super) fn mov_rr(a: &mut CodeBuf, d: u8, s: u8) {
 #[inline(always)]
 pub(super) fn mov_ri(a: &mut CodeBuf, d: u8, v: i32) {
     if v >= 0 {
-        a.ins(Ins::new().rex(false, 0, d, false).u8(0xB8 | (d & 7)).i32(v));
+        a.put(|i| i.rex(false, 0, d, false).u8(0xB8 | (d & 7)).i32(v));
     } else {
-        a.ins(Ins::new().rex(true, 0, d, false).u8(0xC7).rr(0, d).i32(v));
+        a.put(|i| i.rex(true, 0, d, false).u8(0xC7).rr(0, d).i32(v));
     }
 }
 
 /// `lea r(d), [r64(b) + disp]`: 64-bit, or 32-bit (`wide = false`).
 #[inline(always)]
 pub(super) fn lea(a: &mut CodeBuf, wide: bool, d: u8, b: u8, disp: i32) {
-    a.ins(Ins::new().rex(wide, d, b, false).u8(0x8D).mem(d, b, disp));
+    a.put(|i| i.rex(wide, d, b, false).u8(0x8D).mem(d, b, disp));
 }
 
 /// `op r(d), imm` (64-bit, or 32-bit with `wide = false`): the 8-bit
 /// immediate form when it fits.
 #[inline(always)]
 pub(super) fn alu_ri(a: &mut CodeBuf, wide: bool, op: Alu, d: u8, v: i32) {
-    let i = Ins::new().rex(wide, 0, d, false);
-    a.ins(match i8::try_from(v) {
-        Ok(v8) => i.u8(0x83).rr(op as u8, d).u8(v8 as u8),
-        Err(_) => i.u8(0x81).rr(op as u8, d).i32(v),
+    a.put(|i| {
+        let i = i.rex(wide, 0, d, false);
+        match i8::try_from(v) {
+            Ok(v8) => i.u8(0x83).rr(op as u8, d).u8(v8 as u8),
+            Err(_) => i.u8(0x81).rr(op as u8, d).i32(v),
+        }
     });
 }
 
 /// `op r(d), r(s)` (64-bit, or 32-bit with `wide = false`).
 #[inline(always)]
 pub(super) fn alu_rr(a: &mut CodeBuf, wide: bool, op: Alu, d: u8, s: u8) {
-    a.ins(
-        Ins::new()
-            .rex(wide, s, d, false)
-            .u8((op as u8) << 3 | 1)
-            .rr(s, d),
-    );
+    a.put(|i| i.rex(wide, s, d, false).u8((op as u8) << 3 | 1).rr(s, d));
 }
 
 /// `test r64(d), r64(d)`.
 #[inline(always)]
 pub(super) fn test_self(a: &mut CodeBuf, d: u8) {
-    a.ins(Ins::new().rex(true, d, d, false).u8(0x85).rr(d, d));
+    a.put(|i| i.rex(true, d, d, false).u8(0x85).rr(d, d));
 }
 
 /// `op r(d), imm8` for a shift (64-bit, or 32-bit with `wide = false`).
 #[inline(always)]
 pub(super) fn shift_ri(a: &mut CodeBuf, wide: bool, op: Shift, d: u8, count: u8) {
-    a.ins(
-        Ins::new()
-            .rex(wide, 0, d, false)
-            .u8(0xC1)
-            .rr(op as u8, d)
-            .u8(count),
-    );
+    a.put(|i| i.rex(wide, 0, d, false).u8(0xC1).rr(op as u8, d).u8(count));
 }
 
 /// `movsxd r64(d), r32(s)`.
 #[inline(always)]
 pub(super) fn movsxd_rr(a: &mut CodeBuf, d: u8, s: u8) {
-    a.ins(Ins::new().rex(true, d, s, false).u8(0x63).rr(d, s));
+    a.put(|i| i.rex(true, d, s, false).u8(0x63).rr(d, s));
 }
 
 /// The prefixes of a guest access through GS with a 32-bit address.
 #[inline(always)]
-fn gs32() -> Ins {
-    Ins::new().u8(0x65).u8(0x67)
+fn gs32(i: Ins) -> Ins {
+    i.u8(0x65).u8(0x67)
 }
 
 /// `d = load gs:[e(b) + disp]`.
 #[inline(always)]
 pub(super) fn load_gs(a: &mut CodeBuf, kind: Load, d: u8, b: u8, disp: i32) {
-    let i = gs32();
-    let i = match kind {
-        Load::U8 => i.rex(false, d, b, false).u8(0x0F).u8(0xB6),
-        Load::I8 => i.rex(true, d, b, false).u8(0x0F).u8(0xBE),
-        Load::U16 => i.rex(false, d, b, false).u8(0x0F).u8(0xB7),
-        Load::I16 => i.rex(true, d, b, false).u8(0x0F).u8(0xBF),
-        Load::U32 => i.rex(false, d, b, false).u8(0x8B),
-        Load::I32 => i.rex(true, d, b, false).u8(0x63),
-        Load::U64 => i.rex(true, d, b, false).u8(0x8B),
-    };
-    a.ins(i.mem(d, b, disp));
+    a.put(|i| {
+        let i = gs32(i);
+        let i = match kind {
+            Load::U8 => i.rex(false, d, b, false).u8(0x0F).u8(0xB6),
+            Load::I8 => i.rex(true, d, b, false).u8(0x0F).u8(0xBE),
+            Load::U16 => i.rex(false, d, b, false).u8(0x0F).u8(0xB7),
+            Load::I16 => i.rex(true, d, b, false).u8(0x0F).u8(0xBF),
+            Load::U32 => i.rex(false, d, b, false).u8(0x8B),
+            Load::I32 => i.rex(true, d, b, false).u8(0x63),
+            Load::U64 => i.rex(true, d, b, false).u8(0x8B),
+        };
+        i.mem(d, b, disp)
+    });
 }
 
 /// `store gs:[e(b) + disp], r(s)` of `size` bytes.
 #[inline(always)]
 pub(super) fn store_gs(a: &mut CodeBuf, size: u8, s: u8, b: u8, disp: i32) {
-    let i = gs32();
-    let i = match size {
-        1 => i.rex(false, s, b, true).u8(0x88),
-        2 => i.u8(0x66).rex(false, s, b, false).u8(0x89),
-        4 => i.rex(false, s, b, false).u8(0x89),
-        _ => i.rex(true, s, b, false).u8(0x89),
-    };
-    a.ins(i.mem(s, b, disp));
+    a.put(|i| {
+        let i = gs32(i);
+        let i = match size {
+            1 => i.rex(false, s, b, true).u8(0x88),
+            2 => i.u8(0x66).rex(false, s, b, false).u8(0x89),
+            4 => i.rex(false, s, b, false).u8(0x89),
+            _ => i.rex(true, s, b, false).u8(0x89),
+        };
+        i.mem(s, b, disp)
+    });
 }
 
 /// `store gs:[e(b) + disp], imm` of `size` bytes (8: the sign-extended
 /// 32-bit immediate).
 #[inline(always)]
 pub(super) fn store_gs_imm(a: &mut CodeBuf, size: u8, v: u32, b: u8, disp: i32) {
-    let i = gs32();
-    a.ins(match size {
-        1 => i
-            .rex(false, 0, b, false)
-            .u8(0xC6)
-            .mem(0, b, disp)
-            .u8(v as u8),
-        2 => i
-            .u8(0x66)
-            .rex(false, 0, b, false)
-            .u8(0xC7)
-            .mem(0, b, disp)
-            .i16(v as u16 as i16),
-        4 => i
-            .rex(false, 0, b, false)
-            .u8(0xC7)
-            .mem(0, b, disp)
-            .i32(v as i32),
-        _ => i
-            .rex(true, 0, b, false)
-            .u8(0xC7)
-            .mem(0, b, disp)
-            .i32(v as i32),
+    a.put(|i| {
+        let i = gs32(i);
+        match size {
+            1 => i
+                .rex(false, 0, b, false)
+                .u8(0xC6)
+                .mem(0, b, disp)
+                .u8(v as u8),
+            2 => i
+                .u8(0x66)
+                .rex(false, 0, b, false)
+                .u8(0xC7)
+                .mem(0, b, disp)
+                .i16(v as u16 as i16),
+            4 => i
+                .rex(false, 0, b, false)
+                .u8(0xC7)
+                .mem(0, b, disp)
+                .i32(v as i32),
+            _ => i
+                .rex(true, 0, b, false)
+                .u8(0xC7)
+                .mem(0, b, disp)
+                .i32(v as i32),
+        }
     });
 }
 
