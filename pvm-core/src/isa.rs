@@ -472,11 +472,13 @@ macro_rules! define_isa {
 
         impl Instruction {
             /// The instruction's opcode.
+            #[inline(always)]
             pub const fn opcode(&self) -> Opcode {
                 match self { $($(Instruction::$variant(_) => Opcode::$variant,)*)* }
             }
 
             /// The instruction's arguments.
+            #[inline(always)]
             pub const fn args(&self) -> Args {
                 match *self { $($(Instruction::$variant(x) => Args::$fmt(x),)*)* }
             }

@@ -164,6 +164,19 @@ impl Blob {
         self.bitmask.iter().map(|b| b.count_ones() as usize).sum()
     }
 
+    /// The marked starts below code offset `pc`.
+    fn marked_before(&self, pc: usize) -> usize {
+        let full = (pc / 8).min(self.bitmask.len());
+        let mut count: usize = self.bitmask[..full]
+            .iter()
+            .map(|b| b.count_ones() as usize)
+            .sum();
+        if let Some(b) = self.bitmask.get(pc / 8).filter(|_| pc % 8 != 0) {
+            count += (b & ((1u8 << (pc % 8)) - 1)).count_ones() as usize;
+        }
+        count
+    }
+
     /// Whether code offset `i` is marked as an instruction start (`k[i] = 1`).
     #[inline]
     pub fn is_start(&self, i: usize) -> bool {
@@ -292,6 +305,18 @@ pub(crate) mod flags {
     pub const ENDS_BLOCK: u8 = 4;
 }
 
+/// What kind of static transfer a walk noted (the top bits of an
+/// instruction index in `Walk::with_target`).
+mod target_kind {
+    /// `jump`, `load_imm_jump`: to the target, always.
+    pub const JUMP: u32 = 0;
+    /// A conditional branch: under 0.8 it also needs its fall-through in ϖ.
+    pub const BRANCH: u32 = 1 << 30;
+    /// 0.8's `fallthrough`: to the next instruction.
+    pub const FALLTHROUGH: u32 = 2 << 30;
+    pub const MASK: u32 = 3 << 30;
+}
+
 /// Marks an unresolvable jump target.
 pub const INVALID_TARGET: u32 = u32::MAX;
 
@@ -379,6 +404,11 @@ impl Drop for Program {
             insts: core::mem::take(&mut self.insts),
             pcs: core::mem::take(&mut self.pcs),
             targets: core::mem::take(&mut self.targets),
+            flags: core::mem::take(&mut self.flags),
+            block_starts: core::mem::take(&mut self.block_starts),
+            block_costs: core::mem::take(&mut self.block_costs),
+            block_bits: core::mem::take(&mut self.block_bits),
+            with_target: Vec::new(),
         }
         .keep();
     }
@@ -395,6 +425,11 @@ struct Spare {
     insts: Vec<Instruction>,
     pcs: Vec<u32>,
     targets: Vec<u32>,
+    flags: Vec<u8>,
+    block_starts: Vec<u32>,
+    block_costs: Vec<u64>,
+    block_bits: Vec<u64>,
+    with_target: Vec<(u32, u32)>,
 }
 
 static SPARE: spin::Mutex<Option<Spare>> = spin::Mutex::new(None);
@@ -460,6 +495,11 @@ impl Spare {
         self.insts.clear();
         self.pcs.clear();
         self.targets.clear();
+        self.flags.clear();
+        self.block_starts.clear();
+        self.block_costs.clear();
+        self.block_bits.clear();
+        self.with_target.clear();
         Some(self)
     }
 
@@ -516,12 +556,20 @@ struct Walk {
     block_rank: Vec<u32>,
     /// Indices of the instructions with a static target (jumps, branches,
     /// `load_imm_jump`, `fallthrough`).
-    with_target: Vec<u32>,
+    /// (with [`target_kind`] bits), and their target offsets.
+    with_target: Vec<(u32, u32)>,
     /// Whether the entry pushed last was a real terminator (index 0 counts
     /// as following one), so the next valid instruction is in ϖ.
     after_terminator: bool,
     /// Whether the entry pushed last ended a gas block.
     ends_block: bool,
+    /// The index of this walk's first instruction in the whole program (a
+    /// piece of a split decoding starts after others): what the visitor is
+    /// told.
+    base: usize,
+    /// Empty tables for the program's resolved targets and block costs.
+    targets: Vec<u32>,
+    block_costs: Vec<u64>,
 }
 
 impl Walk {
@@ -534,22 +582,38 @@ impl Walk {
 
     fn with_capacity(cap: usize, spare: Spare) -> Walk {
         let Spare {
-            mut insts, mut pcs, ..
+            mut insts,
+            mut pcs,
+            targets,
+            mut flags,
+            mut block_starts,
+            block_costs,
+            mut block_bits,
+            mut with_target,
         } = spare;
         insts.reserve(cap);
         pcs.reserve(cap);
+        flags.reserve(cap);
+        // Blocks and static jumps: about a quarter of the instructions in
+        // compiled code; room for half, so that they rarely grow.
+        block_starts.reserve(cap / 2 + 2);
+        with_target.reserve(cap / 2 + 2);
+        block_bits.resize(cap.div_ceil(64), 0);
         Walk {
             insts,
             pcs,
-            flags: Vec::with_capacity(cap),
-            block_starts: Vec::new(),
+            flags,
+            block_starts,
             pc_bits: Vec::new(),
             pc_rank: Vec::new(),
-            block_bits: alloc::vec![0; cap.div_ceil(64)],
+            block_bits,
             block_rank: Vec::new(),
-            with_target: Vec::new(),
+            with_target,
             after_terminator: true,
             ends_block: true,
+            base: 0,
+            targets,
+            block_costs,
         }
     }
 
@@ -570,7 +634,19 @@ impl Walk {
             f |= flags::BLOCK_START;
         }
         if info & info::STATIC_TARGET != 0 {
-            self.with_target.push(idx);
+            let (kind, target) = match inst.args() {
+                Args::OneOffset(a) => (target_kind::JUMP, a.target),
+                Args::RegImmOffset(a) => (target_kind::BRANCH, a.target),
+                Args::TwoRegOffset(a) => (target_kind::BRANCH, a.target),
+                _ => (target_kind::FALLTHROUGH, 0),
+            };
+            // `load_imm_jump` (RegImmOffset) jumps: it is no branch.
+            let kind = if matches!(inst, Instruction::LoadImmJump(_)) {
+                target_kind::JUMP
+            } else {
+                kind
+            };
+            self.with_target.push((idx | kind, target));
         }
         if self.ends_block {
             self.block_starts.push(idx);
@@ -638,7 +714,7 @@ impl Walk {
                 return Err(Error::MissingTerminator { pc: i as u32 });
             }
             let mut step = Step {
-                idx: self.insts.len(),
+                idx: self.base + self.insts.len(),
                 starts_block: self.ends_block,
                 walk: self,
                 v,
@@ -668,14 +744,19 @@ impl Walk {
         self.block_starts
             .extend(next.block_starts.iter().map(|&b| b + off));
         self.with_target
-            .extend(next.with_target.iter().map(|&t| t + off));
+            .extend(next.with_target.iter().map(|&(t, pc)| (t + off, pc)));
         self.after_terminator = next.after_terminator;
         self.ends_block = next.ends_block;
         // The emptied tables, to keep for the next split decoding.
         Spare {
             insts: next.insts,
             pcs: next.pcs,
-            targets: Vec::new(),
+            targets: next.targets,
+            flags: next.flags,
+            block_starts: next.block_starts,
+            block_costs: next.block_costs,
+            block_bits: next.block_bits,
+            with_target: next.with_target,
         }
     }
 
@@ -880,9 +961,7 @@ impl Program {
             });
         }
         // At most one instruction per code byte.
-        let mut spare = Spare::take(n);
-        let targets = core::mem::take(&mut spare.targets);
-        let mut w = Walk::new(&blob, spare);
+        let mut w = Walk::new(&blob, Spare::take(n));
         match profile {
             Profile::V0_8 => w.walk_v0_8(&blob, v)?,
             Profile::V0_7 => {
@@ -896,7 +975,7 @@ impl Program {
                 }
             }
         }
-        Program::from_walk(blob, profile, model, w, targets)
+        Program::from_walk(blob, profile, model, w)
     }
 
     /// As [`with_gas_model`](Program::with_gas_model), decoding a GP 0.8
@@ -914,6 +993,32 @@ impl Program {
         parts: usize,
         run: &mut dyn FnMut(&mut [Job<'_>]),
     ) -> Result<Program, Error> {
+        Program::with_gas_model_split_visiting(
+            blob,
+            profile,
+            model,
+            parts,
+            &mut |_, _| NoVisit,
+            run,
+        )
+        .map(|(p, _)| p)
+    }
+
+    /// As [`with_gas_model_split`](Program::with_gas_model_split), handing
+    /// the instructions of each piece to a visitor of its own (as
+    /// [`with_gas_model_visiting`](Program::with_gas_model_visiting) does
+    /// for the whole program), made by `make(first, count)` for the piece
+    /// whose instructions are `first..first + count`. The visitors come
+    /// back in code order with the program (one if there are no pieces).
+    #[allow(clippy::type_complexity)]
+    pub fn with_gas_model_split_visiting<V: WalkVisitor + Send>(
+        blob: Blob,
+        profile: Profile,
+        model: &dyn GasModel,
+        parts: usize,
+        make: &mut dyn FnMut(usize, usize) -> V,
+        run: &mut dyn FnMut(&mut [Job<'_>]),
+    ) -> Result<(Program, Vec<V>), Error> {
         let n = blob.code.len();
         let mut cuts = Vec::new();
         if profile == Profile::V0_8 && blob.bitmask.len() == n.div_ceil(8) {
@@ -926,7 +1031,9 @@ impl Program {
             }
         }
         if cuts.is_empty() {
-            return Program::with_gas_model(blob, profile, model);
+            let mut v = make(0, blob.marked_starts());
+            let p = Program::with_gas_model_visiting(blob, profile, model, &mut v)?;
+            return Ok((p, alloc::vec![v]));
         }
         if n as u64 > MAX_CODE_LEN || blob.jump_table.len() as u64 > MAX_CODE_LEN {
             return Err(Error::OutOfRange {
@@ -937,35 +1044,39 @@ impl Program {
         }
         Walk::check_v0_8_start(&blob)?;
         let mut spare = Spare::take(n);
-        let targets = core::mem::take(&mut spare.targets);
         let starts = blob.marked_starts();
         let mut bounds = Vec::with_capacity(cuts.len() + 2);
         bounds.push(0);
         bounds.extend(&cuts);
         bounds.push(n);
-        let mut pieces: Vec<(Walk, Result<(), Error>, usize, usize)> = Vec::new();
+        // Under 0.8 the walk visits every marked start: a piece's first
+        // index is the count of marked starts before it.
+        let firsts: Vec<usize> = bounds.iter().map(|&b| blob.marked_before(b)).collect();
+        let mut pieces: Vec<(Walk, V, Result<(), Error>, usize, usize)> = Vec::new();
         for (k, w) in bounds.windows(2).enumerate() {
-            let walk = if k == 0 {
+            let mut walk = if k == 0 {
                 Walk::with_capacity(starts + 2, core::mem::take(&mut spare))
             } else {
                 // About its share of the instructions (vectors grow if not).
                 let cap = (w[1] - w[0]) * (starts + 2) / n.max(1) + 64;
                 Walk::with_capacity(cap, Spare::take_piece(w[1] - w[0]))
             };
+            walk.base = firsts[k];
+            let v = make(firsts[k], firsts[k + 1] - firsts[k]);
             // Until its job runs: a `run` that skips a piece is an error, not
             // a program with a piece missing.
             let not_run = Err(Error::Unsupported(
                 "a piece of the split decoding was not run",
             ));
-            pieces.push((walk, not_run, w[0], w[1]));
+            pieces.push((walk, v, not_run, w[0], w[1]));
         }
         {
             let b = &blob;
             let mut jobs: Vec<_> = pieces
                 .iter_mut()
-                .map(|(walk, result, from, to)| {
+                .map(|(walk, v, result, from, to)| {
                     let (from, to) = (*from, *to);
-                    move || *result = walk.walk_v0_8_range(b, from, to, &mut NoVisit)
+                    move || *result = walk.walk_v0_8_range(b, from, to, v)
                 })
                 .collect();
             let mut refs: Vec<&mut (dyn FnMut() + Send)> = Vec::new();
@@ -974,17 +1085,21 @@ impl Program {
             }
             run(&mut refs);
         }
+        let mut visitors = Vec::with_capacity(pieces.len());
         let mut pieces = pieces.into_iter();
-        let Some((mut first, r, _, _)) = pieces.next() else {
+        let Some((mut first, v, r, _, _)) = pieces.next() else {
             return Err(Error::Unsupported("split decoding: no pieces"));
         };
         r?;
-        for (walk, r, _, _) in pieces {
+        visitors.push(v);
+        for (walk, v, r, _, _) in pieces {
             r?;
             first.append(walk).keep_piece();
+            visitors.push(v);
         }
         first.pc_bits = blob.start_words();
-        Program::from_walk(blob, Profile::V0_8, model, first, targets)
+        let p = Program::from_walk(blob, Profile::V0_8, model, first)?;
+        Ok((p, visitors))
     }
 
     /// The program of a finished walk: targets resolved, block costs.
@@ -993,7 +1108,6 @@ impl Program {
         profile: Profile,
         model: &dyn GasModel,
         mut w: Walk,
-        mut targets: Vec<u32>,
     ) -> Result<Program, Error> {
         let n = blob.code.len();
         w.finish(n);
@@ -1015,9 +1129,11 @@ impl Program {
             compiled: Lazy::default(),
         };
         // Static targets: only the instructions that have one were noted.
+        let mut targets = core::mem::take(&mut w.targets);
         targets.resize(program.insts.len(), INVALID_TARGET);
-        for &idx in &w.with_target {
-            targets[idx as usize] = program.resolve_static_target(idx as usize);
+        for &(x, target) in &w.with_target {
+            let idx = (x & !target_kind::MASK) as usize;
+            targets[idx] = program.resolve_static_target(idx, x & target_kind::MASK, target);
         }
         program.targets = targets;
         program.jump_table = program
@@ -1026,7 +1142,8 @@ impl Program {
             .iter()
             .map(|&pc| program.jump_target_index(pc))
             .collect();
-        let mut costs = Vec::with_capacity(program.block_count());
+        let mut costs = core::mem::take(&mut w.block_costs);
+        costs.reserve(program.block_count());
         for b in 0..program.block_count() {
             costs.push(model.block_cost(&program, b)?);
         }
@@ -1038,28 +1155,20 @@ impl Program {
     /// branch whose fall-through is not in ϖ always panics, so its target
     /// resolves to INVALID_TARGET too; `fallthrough` is a static jump to the
     /// next instruction.
-    fn resolve_static_target(&self, idx: usize) -> u32 {
+    fn resolve_static_target(&self, idx: usize, kind: u32, target: u32) -> u32 {
         let strict = self.profile == Profile::V0_8;
-        let next_ok = idx + 1 < self.insts.len() && self.flags[idx + 1] & flags::BLOCK_START != 0;
-        let inst = self.insts[idx];
-        let target = match inst.args() {
-            Args::NoArgs(_) if matches!(inst, Instruction::Fallthrough(_)) => {
-                return if next_ok || !strict {
+        let next_ok = idx + 1 < self.flags.len() && self.flags[idx + 1] & flags::BLOCK_START != 0;
+        match kind {
+            target_kind::FALLTHROUGH => {
+                if next_ok || !strict {
                     idx as u32 + 1
                 } else {
                     INVALID_TARGET
-                };
+                }
             }
-            Args::OneOffset(a) => a.target,
-            Args::RegImmOffset(a) => a.target,
-            Args::TwoRegOffset(a) => a.target,
-            _ => return INVALID_TARGET,
-        };
-        let is_branch = !matches!(inst, Instruction::Jump(_) | Instruction::LoadImmJump(_));
-        if strict && is_branch && !next_ok {
-            return INVALID_TARGET;
+            target_kind::BRANCH if strict && !next_ok => INVALID_TARGET,
+            _ => self.jump_target_index(target),
         }
-        self.jump_target_index(target)
     }
 
     /// The index of the instruction at `pc` if `pc` ∈ ϖ (a valid jump target).

@@ -67,6 +67,17 @@ impl JitInstance {
             "the recompiler is not built in (it needs Linux on x86-64 and the `recompiler` feature); use the interpreter",
         ))
     }
+    pub fn from_blob_on(
+        _blob: pvm_core::Blob,
+        _profile: pvm_core::Profile,
+        _model: &dyn pvm_core::GasModel,
+        _checks: crate::MemoryChecks,
+        _parallel: crate::Parallelism,
+    ) -> Result<Self, Error> {
+        Err(Error::Unsupported(
+            "the recompiler is not built in (it needs Linux on x86-64 and the `recompiler` feature); use the interpreter",
+        ))
+    }
     pub fn compile_time(&self) -> std::time::Duration {
         match self.0 {}
     }

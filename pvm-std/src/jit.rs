@@ -63,12 +63,11 @@ fn fill(mut jit: JitInstance, memory: &FlatMemory) -> Result<JitInstance, Error>
 }
 
 /// A JIT instance of the code blob `bytes` under `profile` with `model`'s
-/// block costs (its memory all inaccessible): decoded and compiled in one
+/// block costs (its memory all inaccessible), decoded and compiled in one
 /// pass ([`JitInstance::from_blob`]), or, with `parallel.threads >= 2` and
-/// at least `parallel.min_instructions` instructions, decoded and compiled
-/// in pieces on more threads ([`program_on`],
-/// [`JitInstance::from_program_on`]). The same program, code and errors
-/// either way.
+/// at least `parallel.min_instructions` instructions, in pieces on more
+/// threads ([`JitInstance::from_blob_on`]). The same program, code and
+/// errors either way.
 pub fn compile(
     bytes: &[u8],
     profile: Profile,
@@ -76,15 +75,7 @@ pub fn compile(
     checks: MemoryChecks,
     parallel: Parallelism,
 ) -> Result<JitInstance, Error> {
-    let blob = Blob::parse(bytes)?;
-    if parallel.threads < 2 || blob.marked_starts() < parallel.min_instructions {
-        return JitInstance::from_blob(blob, profile, model, checks);
-    }
-    let program =
-        Program::with_gas_model_split(blob, profile, model, parallel.pieces(), &mut |jobs| {
-            parallel.run(jobs)
-        })?;
-    JitInstance::from_program_on(program, checks, parallel)
+    JitInstance::from_blob_on(Blob::parse(bytes)?, profile, model, checks, parallel)
 }
 
 /// `jit` with `memory`'s pages copied in.

@@ -43,14 +43,32 @@ fn reference_run_on(
         .expect("the model costs every block");
     let mut host = DoomHost::new(wad);
     let summary = if let Some(parallel) = jit {
-        doom::run_jit_on(
-            &loaded.program,
-            loaded.initial.memory,
-            &mut host,
-            600,
+        // Compiled from the code blob, decoded in the same pass (in pieces
+        // on two threads with `parallel`).
+        let bytes = std::fs::read(shared.join("programs/doom.spi")).expect("doom.spi");
+        let code = pvm_core::StandardProgram::parse(&bytes)
+            .expect("a standard program")
+            .code;
+        let vm = pvm_std::jit::compile(
+            &code,
+            Profile::V0_8,
+            model,
             pvm_jit::MemoryChecks::Hardware,
             parallel,
         )
+        .expect("DOOM compiles");
+        assert_eq!(
+            vm.code_parts(),
+            if parallel.threads > 1 {
+                parallel.pieces()
+            } else {
+                1
+            },
+            "pieces"
+        );
+        let mut vm = pvm_std::jit::with_memory(vm, &loaded.initial.memory).expect("memory");
+        drop(loaded);
+        doom::run_on(&mut vm, &mut host, 600)
     } else {
         doom::run(&loaded.program, loaded.initial.memory, &mut host, 600)
     }
@@ -170,6 +188,27 @@ fn doom_decodes_the_same_in_pieces_on_two_threads() {
         for b in 0..one.block_count() {
             assert_eq!(one.block_start(b), pieces.block_start(b), "block {b}");
             assert_eq!(one.block_cost(b), pieces.block_cost(b), "block {b}");
+        }
+        // Decoded in pieces in the passes that generate the code.
+        let jit = pvm_std::jit::compile(
+            &code,
+            Profile::V0_8,
+            model,
+            pvm_jit::MemoryChecks::Hardware,
+            pvm_jit::Parallelism::TWO_THREADS,
+        );
+        if let Ok(jit) = jit {
+            let fused = jit.program();
+            assert_eq!(one.instructions(), fused.instructions());
+            assert_eq!(one.pcs(), fused.pcs());
+            assert_eq!(one.jump_table_targets(), fused.jump_table_targets());
+            assert_eq!(one.block_count(), fused.block_count());
+            for b in 0..one.block_count() {
+                assert_eq!(one.block_start(b), fused.block_start(b), "block {b}");
+                assert_eq!(one.block_cost(b), fused.block_cost(b), "block {b}");
+            }
+        } else {
+            assert!(!pvm_jit::is_available(), "{:?}", jit.err());
         }
         for i in 0..one.instructions().len() {
             assert_eq!(one.transfer(i), pieces.transfer(i), "instruction {i}");

@@ -49,7 +49,7 @@ use core::mem::{offset_of, size_of};
 use dynasmrt::{dynasm, DynasmApi};
 use pvm_core::isa::Instruction as I;
 use pvm_core::program::INVALID_TARGET;
-use pvm_core::{Error, Program, Transfer};
+use pvm_core::{Error, Program};
 
 /// The compiled code and what the runtime needs to find its way in it.
 pub(super) struct Code {
@@ -264,9 +264,14 @@ struct Emitter<'p> {
     /// The address of the `sbrk` helper.
     sbrk: usize,
     /// The native offset of each gas block's charge prologue bound here,
-    /// from block `first_block` on.
+    /// from block `first_block` on (known once the program is, see
+    /// `finish`).
     blocks: Vec<u32>,
     first_block: usize,
+    /// The index of the first instruction this emitter generates.
+    first_idx: usize,
+    /// Whether it holds the entry trampoline (at offset 0).
+    has_entry: bool,
     /// Where each label (the shared ones, then this part's own) is bound (a
     /// native offset), or [`UNBOUND`].
     labels: Vec<u32>,
@@ -279,7 +284,8 @@ struct Emitter<'p> {
     deferred: Vec<(u32, u32)>,
     /// Native offset of each instruction's body.
     starts: Vec<u32>,
-    /// Out-of-gas stubs: label, instruction, block.
+    /// Out-of-gas stubs: label, instruction, block (counted from
+    /// `first_block`).
     oog_stubs: Vec<(Label, u32, u32)>,
     /// Panic stubs: label, instruction.
     panic_stubs: Vec<(Label, u32)>,
@@ -383,16 +389,48 @@ pub(super) fn compile_blob(
     model: &dyn pvm_core::GasModel,
     sbrk: usize,
     addressing: Addressing,
+    parallel: crate::Parallelism,
 ) -> Result<(Program, Code), Error> {
-    let hint = blob.marked_starts();
-    let mut e = Emitter::new(addressing, sbrk, None, 0, hint);
-    e.entry();
-    let p = Program::with_gas_model_visiting(blob, profile, model, &mut e)?;
-    let n = p.instructions().len();
-    let code = match e.finish(&p, n, true)? {
-        Some(part) => join(&p, vec![part])?,
-        None => compile(&p, sbrk, addressing, crate::Parallelism::SERIAL)?,
+    let marked = blob.marked_starts();
+    let (p, emitters) = if parallel.threads >= 2 && marked >= parallel.min_instructions {
+        // Pieces cut after terminators, each decoded and generated on its
+        // own (see `Program::with_gas_model_split_visiting`).
+        Program::with_gas_model_split_visiting(
+            blob,
+            profile,
+            model,
+            parallel.pieces(),
+            &mut |first, count| Emitter::for_piece(addressing, sbrk, first, count),
+            &mut |jobs| parallel.run(jobs),
+        )?
+    } else {
+        let mut e = Emitter::for_piece(addressing, sbrk, 0, marked);
+        let p = Program::with_gas_model_visiting(blob, profile, model, &mut e)?;
+        (p, vec![e])
     };
+    let n = p.instructions().len();
+    let count = emitters.len();
+    let mut parts = Vec::with_capacity(count);
+    let mut emitters = emitters.into_iter().peekable();
+    while let Some(e) = emitters.next() {
+        let end = emitters.peek().map_or(n, |next| next.first_idx);
+        match e.finish(&p, end, emitters.peek().is_none())? {
+            Some(part) => parts.push(part),
+            None => {
+                // A block costs more than a 32-bit charge holds: generated
+                // again with the costs known.
+                for part in parts {
+                    buffers::give_back_scratch(part.scratch);
+                }
+                for e in emitters {
+                    buffers::give_back_scratch(e.into_scratch());
+                }
+                let code = compile(&p, sbrk, addressing, parallel)?;
+                return Ok((p, code));
+            }
+        }
+    }
+    let code = join(&p, parts)?;
     Ok((p, code))
 }
 
@@ -420,7 +458,8 @@ fn emit_part(
     } else {
         blocks
     };
-    let mut e = Emitter::new(addressing, sbrk, Some(p), first_block, range.len());
+    let mut e = Emitter::new(addressing, sbrk, Some(p), range.start, range.len());
+    e.first_block = first_block;
     if first {
         e.entry();
     }
@@ -437,7 +476,17 @@ fn emit_part(
 }
 
 impl<'p> Emitter<'p> {
-    /// An emitter for about `n` instructions from gas block `first_block`
+    /// An emitter of the `count` instructions from `first` on, generating
+    /// while they are decoded (with the entry trampoline if `first` is 0).
+    fn for_piece(addressing: Addressing, sbrk: usize, first: usize, count: usize) -> Emitter<'p> {
+        let mut e = Emitter::new(addressing, sbrk, None, first, count);
+        if first == 0 {
+            e.entry();
+        }
+        e
+    }
+
+    /// An emitter for about `n` instructions from instruction `first_idx`
     /// on, with the buffers of an earlier compilation if there are any,
     /// sized from measured programs (DOOM: about 15 bytes per instruction,
     /// a label and three references per block) so that they rarely grow.
@@ -445,7 +494,7 @@ impl<'p> Emitter<'p> {
         addressing: Addressing,
         sbrk: usize,
         costs: Option<&'p Program>,
-        first_block: usize,
+        first_idx: usize,
         n: usize,
     ) -> Emitter<'p> {
         let s = buffers::scratch();
@@ -463,11 +512,13 @@ impl<'p> Emitter<'p> {
             costs,
             sbrk,
             blocks,
-            first_block,
+            first_block: 0,
+            first_idx,
+            has_entry: false,
             labels,
             fixups,
             deferred,
-            starts: if first_block == 0 {
+            starts: if first_idx == 0 {
                 buffers::starts(n)
             } else {
                 Vec::with_capacity(n)
@@ -483,6 +534,7 @@ impl<'p> Emitter<'p> {
     /// The entry trampoline: extern "sysv64" fn(window_base, target) -> u32.
     fn entry(&mut self) -> u32 {
         let entry = self.a.offset().0 as u32;
+        self.has_entry = true;
         dynasm!(self.a
             ; .arch x64
             ; push rbx
@@ -530,7 +582,12 @@ impl<'p> Emitter<'p> {
     /// filled in, the out-of-line stubs, and (if `last`) the shared exits.
     /// `None` if a block costs more than a 32-bit placeholder holds.
     fn finish(mut self, p: &Program, end: usize, last: bool) -> Result<Option<Part>, Error> {
-        let entry = (self.first_block == 0).then_some(0);
+        let entry = self.has_entry.then_some(0);
+        self.first_block = if self.first_idx < p.instructions().len() {
+            p.block_of(self.first_idx)
+        } else {
+            p.block_count()
+        };
         // Falling past the last instruction: into the next part's first
         // block, or (GP 0.8, a `fallthrough` or a branch's fall-through at
         // the end of the code) a panic.
@@ -543,24 +600,25 @@ impl<'p> Emitter<'p> {
         let mut deferred = core::mem::take(&mut self.deferred);
         for &(at, x) in &deferred {
             let i = (x & !JCC) as usize;
-            let to = match p.transfer(i) {
-                Transfer::To(t) => {
-                    let b = p.block_of(t);
-                    if p.block_start(b) != t {
-                        return Err(unresolved);
-                    }
-                    Label(BLOCK | b as u32)
+            // What `Program::transfer` says, from the resolved target and
+            // the kind of jump: a `jmp` without a target panics when taken
+            // (as `jump` and `load_imm_jump` do); a branch without one
+            // panics when taken under 0.7, either way under 0.8.
+            let t = p.static_target(i);
+            let to = if t != INVALID_TARGET {
+                let b = p.block_of(t as usize);
+                if p.block_start(b) != t as usize {
+                    return Err(unresolved);
                 }
-                Transfer::PanicWhenTaken => self.panic_stub(i),
-                Transfer::Panic | Transfer::None => {
-                    if x & JCC != 0 {
-                        // Panics either way (GP 0.8): `jcc rel32` becomes
-                        // `nop; jmp rel32` (the same `rel32` field).
-                        let k = at as usize;
-                        self.a.0[k - 2..k].copy_from_slice(&[0x90, 0xE9]);
-                    }
-                    self.panic_stub(i)
+                Label(BLOCK | b as u32)
+            } else {
+                if x & JCC != 0 && p.profile() == pvm_core::Profile::V0_8 {
+                    // `jcc rel32` becomes `nop; jmp rel32` (the same
+                    // `rel32` field).
+                    let k = at as usize;
+                    self.a.0[k - 2..k].copy_from_slice(&[0x90, 0xE9]);
                 }
+                self.panic_stub(i)
             };
             self.fixups.push((at, to.0));
         }
@@ -582,7 +640,7 @@ impl<'p> Emitter<'p> {
         let mut stubs = core::mem::take(&mut self.oog_stubs);
         for &(l, idx, block) in &stubs {
             self.bind(l);
-            let cost = p.block_cost(block as usize);
+            let cost = p.block_cost(self.first_block + block as usize);
             // Give back what the prologue took: out-of-gas leaves gas unchanged.
             if let Ok(c) = i32::try_from(cost) {
                 dynasm!(self.a ; .arch x64 ; add QWORD [r15 + GAS], c);
@@ -848,7 +906,7 @@ impl Emitter<'_> {
 
     /// The charge prologue of the block instruction `i` starts.
     fn emit_charge(&mut self, i: usize) {
-        let block = self.first_block + self.blocks.len();
+        let block = self.blocks.len();
         self.blocks.push(self.a.offset().0 as u32);
         let Some(p) = self.costs else {
             // `sub qword [r15 + GAS], imm32`, the immediate filled in by
@@ -861,7 +919,7 @@ impl Emitter<'_> {
             self.jcc(cc::B, oog);
             return;
         };
-        let cost = p.block_cost(block);
+        let cost = p.block_cost(self.first_block + block);
         if cost == 0 {
             return;
         }

@@ -507,6 +507,21 @@ impl JitInstance {
         model: &dyn pvm_core::GasModel,
         checks: MemoryChecks,
     ) -> Result<Self, Error> {
+        Self::from_blob_on(blob, profile, model, checks, crate::Parallelism::SERIAL)
+    }
+
+    /// As [`from_blob`](Self::from_blob), decoding and generating a GP 0.8
+    /// program of at least `parallel.min_instructions` instructions in
+    /// pieces (cut after terminators) on up to `parallel.threads` threads
+    /// (see [`Parallelism`](crate::Parallelism) and
+    /// [`Program::with_gas_model_split`]). The same program and errors.
+    pub fn from_blob_on(
+        blob: pvm_core::Blob,
+        profile: pvm_core::Profile,
+        model: &dyn pvm_core::GasModel,
+        checks: MemoryChecks,
+        parallel: crate::Parallelism,
+    ) -> Result<Self, Error> {
         let addressing = Self::addressing(checks)?;
         let t0 = Instant::now();
         let (program, code) = compile::compile_blob(
@@ -515,6 +530,7 @@ impl JitInstance {
             model,
             sbrk_helper as *const () as usize,
             addressing,
+            parallel,
         )?;
         Self::assemble(program, code, t0.elapsed(), addressing)
     }
@@ -819,38 +835,64 @@ mod tests {
         p
     }
 
+    /// Instances of `text` with `model`'s costs: compiled from the decoded
+    /// program, and in the decoding pass.
+    fn both_ways(text: &str, model: &dyn pvm_core::GasModel) -> [(Program, JitInstance); 2] {
+        let bytes = pvm_core::asm::assemble(text, Profile::V0_8).unwrap();
+        let p = Program::from_bytes_with_gas_model(&bytes, Profile::V0_8, model).unwrap();
+        let blob = pvm_core::Blob::parse(&bytes).unwrap();
+        let fused = JitInstance::from_blob(blob, Profile::V0_8, model, MemoryChecks::Hardware);
+        let fused = fused.unwrap();
+        [(p.clone(), JitInstance::new(&p).unwrap()), (p, fused)]
+    }
+
     #[test]
     fn block_charges_of_every_encoding_run_out_exactly() {
         // The charge prologue has an 8-bit-immediate form (costs up to
-        // 127), a 32-bit one and a 64-bit one; each must stop with gas one
-        // short of the block and pass with exactly enough.
+        // 127), a 32-bit one and a 64-bit one (in the decoding pass: a
+        // 32-bit placeholder, and the code generated again for a cost
+        // that does not fit); each must stop with gas one short of the
+        // block and pass with exactly enough.
         for len in [1usize, 126, 127, 128, 129, 300] {
             let mut text = alloc_text(len);
             text.push_str("trap\n");
-            let p = program(&text, Profile::V0_8);
-            let cost = p.block_cost(1);
-            assert_eq!(cost, len as u64 + 1);
-            for (gas, expect) in [(cost, Exit::Panic), (cost - 1, Exit::OutOfGas)] {
-                let mut vm = JitInstance::new(&p).unwrap();
-                // Entering block 1 (after the first `jump`) charges `cost`.
-                vm.set_gas(gas + p.block_cost(0));
-                assert_eq!(vm.run(), Ok(expect), "block of {len}, gas {gas}");
-                let left = if expect == Exit::Panic { 0 } else { cost - 1 };
-                assert_eq!(vm.gas(), left, "block of {len}, gas {gas}");
+            for way in 0..2 {
+                let cost = both_ways(&text, &pvm_core::gas::Naive)[way].0.block_cost(1);
+                assert_eq!(cost, len as u64 + 1);
+                for (gas, expect) in [(cost, Exit::Panic), (cost - 1, Exit::OutOfGas)] {
+                    let [(p, a), (_, b)] = both_ways(&text, &pvm_core::gas::Naive);
+                    let mut vm = [a, b].into_iter().nth(way).unwrap();
+                    // Entering block 1 (after the first `jump`) charges `cost`.
+                    vm.set_gas(gas + p.block_cost(0));
+                    assert_eq!(vm.run(), Ok(expect), "block of {len}, gas {gas}, way {way}");
+                    let left = if expect == Exit::Panic { 0 } else { cost - 1 };
+                    assert_eq!(vm.gas(), left, "block of {len}, gas {gas}, way {way}");
+                }
             }
         }
         let mut text = alloc_text(1);
         text.push_str("trap\n");
-        let mut p = program(&text, Profile::V0_8);
-        let huge = 1u64 << 40;
-        let costs = (0..p.block_count())
-            .map(|b| (p.block_pc(b), if b == 1 { huge } else { 1 }))
-            .collect();
-        p.set_gas_model(&pvm_core::gas::Table::new(costs)).unwrap();
-        for (gas, expect) in [(huge, Exit::Panic), (huge - 1, Exit::OutOfGas)] {
-            let mut vm = JitInstance::new(&p).unwrap();
-            vm.set_gas(gas + 1);
-            assert_eq!(vm.run(), Ok(expect), "64-bit cost, gas {gas}");
+        let p = program(&text, Profile::V0_8);
+        for huge in [(1u64 << 31) - 1, 1 << 31, 3 << 30, 1 << 40] {
+            let costs: Vec<_> = (0..p.block_count())
+                .map(|b| (p.block_pc(b), if b == 1 { huge } else { 1 }))
+                .collect();
+            let model = pvm_core::gas::Table::new(costs);
+            for (_, mut vm) in both_ways(&text, &model) {
+                vm.set_gas(huge + 1);
+                assert_eq!(vm.run(), Ok(Exit::Panic), "cost {huge}, gas {huge}");
+                assert_eq!(vm.gas(), 0);
+            }
+            for (_, mut vm) in both_ways(&text, &model) {
+                vm.set_gas(huge);
+                assert_eq!(
+                    vm.run(),
+                    Ok(Exit::OutOfGas),
+                    "cost {huge}, gas {}",
+                    huge - 1
+                );
+                assert_eq!(vm.gas(), huge - 1);
+            }
         }
     }
 
