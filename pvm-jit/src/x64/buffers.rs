@@ -57,7 +57,7 @@ pub(super) struct Scratch {
     pub fixups: Vec<(u32, u32)>,
     pub blocks: Vec<u32>,
     pub deferred: Vec<(u32, u32)>,
-    pub oog_stubs: Vec<(Label, u32, u32)>,
+    pub oog_stubs: Vec<(Label, u32)>,
     pub panic_stubs: Vec<(Label, u32)>,
     pub access_stubs: Vec<(Label, u32)>,
 }
@@ -69,9 +69,9 @@ impl Scratch {
             + 4 * (self.labels.capacity() + self.blocks.capacity())
             + 8 * (self.fixups.capacity()
                 + self.deferred.capacity()
+                + self.oog_stubs.capacity()
                 + self.panic_stubs.capacity()
                 + self.access_stubs.capacity())
-            + 12 * self.oog_stubs.capacity()
     }
 
     fn clear(&mut self) {

@@ -284,9 +284,8 @@ struct Emitter<'p> {
     deferred: Vec<(u32, u32)>,
     /// Native offset of each instruction's body.
     starts: Vec<u32>,
-    /// Out-of-gas stubs: label, instruction, block (counted from
-    /// `first_block`).
-    oog_stubs: Vec<(Label, u32, u32)>,
+    /// Out-of-gas stubs: label, instruction (the first of the block).
+    oog_stubs: Vec<(Label, u32)>,
     /// Panic stubs: label, instruction.
     panic_stubs: Vec<(Label, u32)>,
     /// How guest memory is addressed (and whether accesses are checked).
@@ -318,7 +317,8 @@ struct Part {
 const EPILOGUE: Label = Label(0);
 const DJUMP: Label = Label(1);
 const PANIC_COMMON: Label = Label(2);
-const SHARED: u32 = 3;
+const OOG_COMMON: Label = Label(3);
+const SHARED: u32 = 4;
 const BLOCK: u32 = 1 << 31;
 
 /// Generates the code of `p`: in one pass, or, as `parallel` allows, in
@@ -638,21 +638,13 @@ impl<'p> Emitter<'p> {
 
         // Out-of-line stubs.
         let mut stubs = core::mem::take(&mut self.oog_stubs);
-        for &(l, idx, block) in &stubs {
+        for &(l, idx) in &stubs {
+            // The gas the prologue took is given back by the runtime (an
+            // out-of-gas exit leaves gas unchanged): the stub only says
+            // where.
             self.bind(l);
-            let cost = p.block_cost(self.first_block + block as usize);
-            // Give back what the prologue took: out-of-gas leaves gas unchanged.
-            if let Ok(c) = i32::try_from(cost) {
-                dynasm!(self.a ; .arch x64 ; add QWORD [r15 + GAS], c);
-            } else {
-                dynasm!(self.a ; .arch x64 ; mov rax, QWORD cost as i64 ; add QWORD [r15 + GAS], rax);
-            }
-            dynasm!(self.a
-                ; .arch x64
-                ; mov DWORD [r15 + EXIT_IDX], idx as i32
-                ; mov eax, exit_kind::OUT_OF_GAS as i32
-            );
-            self.jmp(EPILOGUE);
+            dynasm!(self.a ; .arch x64 ; mov DWORD [r15 + EXIT_IDX], idx as i32);
+            self.jmp(OOG_COMMON);
         }
         stubs.clear();
         self.oog_stubs = stubs;
@@ -704,6 +696,9 @@ impl<'p> Emitter<'p> {
             invalid_entry = Some(self.a.offset().0 as u32);
             self.bind(PANIC_COMMON);
             dynasm!(self.a ; .arch x64 ; mov eax, exit_kind::PANIC as i32);
+            self.jmp(EPILOGUE);
+            self.bind(OOG_COMMON);
+            dynasm!(self.a ; .arch x64 ; mov eax, exit_kind::OUT_OF_GAS as i32);
             self.jmp(EPILOGUE);
             fault_stub = Some(self.a.offset().0 as u32);
             dynasm!(self.a ; .arch x64 ; mov eax, exit_kind::PAGE_FAULT as i32);
@@ -915,7 +910,7 @@ impl Emitter<'_> {
             self.a
                 .put(|x| x.bytes([0x49, 0x81, 0x6F, GAS as i8 as u8, 0, 0, 0, 0]));
             let oog = self.new_label();
-            self.oog_stubs.push((oog, i as u32, block as u32));
+            self.oog_stubs.push((oog, i as u32));
             self.jcc(cc::B, oog);
             return;
         };
@@ -924,7 +919,7 @@ impl Emitter<'_> {
             return;
         }
         let oog = self.new_label();
-        self.oog_stubs.push((oog, i as u32, block as u32));
+        self.oog_stubs.push((oog, i as u32));
         if let Ok(c) = i8::try_from(cost) {
             // `sub qword [r15 + GAS], imm8` with an 8-bit displacement:
             // 5 bytes (dynasm would use 32-bit fields for both, 11 bytes).

@@ -737,6 +737,14 @@ impl JitInstance {
         };
         signal::set_running(signal::Running::NONE);
 
+        if kind == exit_kind::OUT_OF_GAS {
+            // The charge prologue took the block's cost and borrowed: give
+            // it back (out-of-gas leaves gas unchanged).
+            let idx = self.mem.ctx().exit_idx as usize;
+            let cost = self.program.block_cost(self.program.block_of(idx));
+            let gas = &mut self.mem.ctx_mut().gas;
+            *gas = gas.wrapping_add(cost);
+        }
         let ctx = self.mem.ctx();
         let (idx, exit) = match kind {
             exit_kind::HALT => (ctx.exit_idx as usize, Exit::Halt),
