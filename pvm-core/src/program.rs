@@ -329,7 +329,8 @@ pub const INVALID_TARGET: u32 = u32::MAX;
 pub struct Program {
     profile: Profile,
     blob: Blob,
-    pub(crate) insts: Vec<Instruction>,
+    /// The decoded instructions (see [`Insts`]).
+    insts: Insts,
     pub(crate) pcs: Vec<u32>,
     pub(crate) flags: Vec<u8>,
     /// Resolved static target of each jump/branch (index), else INVALID_TARGET.
@@ -401,7 +402,12 @@ impl Drop for Program {
             core::mem::take(&mut self.blob.bitmask),
         );
         Spare {
-            insts: core::mem::take(&mut self.insts),
+            insts: self
+                .insts
+                .0
+                .get_mut()
+                .map(core::mem::take)
+                .unwrap_or_default(),
             pcs: core::mem::take(&mut self.pcs),
             targets: core::mem::take(&mut self.targets),
             flags: core::mem::take(&mut self.flags),
@@ -541,6 +547,31 @@ impl core::fmt::Debug for Lazy {
     }
 }
 
+/// A program's decoded instructions: stored by the decoding walk, or, when
+/// the walk was told they are not needed (a recompiler that generates code
+/// as it decodes, with a gas model that does not read them), decoded again
+/// from the blob the first time they are asked for.
+#[derive(Default)]
+struct Insts(spin::Once<Vec<Instruction>>);
+
+impl Clone for Insts {
+    fn clone(&self) -> Self {
+        match self.0.get() {
+            Some(v) => Insts(spin::Once::initialized(v.clone())),
+            None => Insts::default(),
+        }
+    }
+}
+
+impl core::fmt::Debug for Insts {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0.get() {
+            Some(v) => write!(f, "Insts({} decoded)", v.len()),
+            None => f.write_str("Insts(not decoded)"),
+        }
+    }
+}
+
 /// A piece of work [`Program::with_gas_model_split`] hands out.
 pub type Job<'a> = &'a mut (dyn FnMut() + Send);
 
@@ -570,6 +601,8 @@ struct Walk {
     /// Empty tables for the program's resolved targets and block costs.
     targets: Vec<u32>,
     block_costs: Vec<u64>,
+    /// Whether `insts` is filled (see [`Insts`]).
+    keep_insts: bool,
 }
 
 impl Walk {
@@ -614,13 +647,14 @@ impl Walk {
             base: 0,
             targets,
             block_costs,
+            keep_insts: true,
         }
     }
 
     /// Appends the instruction (or, with `implicit`, the implicit trap) at `pc`.
     #[inline(always)]
     fn push(&mut self, pc: usize, inst: Instruction, implicit: bool) {
-        let idx = self.insts.len() as u32;
+        let idx = self.pcs.len() as u32;
         let info = if implicit {
             IMPLICIT_TRAP_INFO
         } else {
@@ -658,7 +692,9 @@ impl Walk {
         }
         self.after_terminator = !implicit && terminator;
         self.ends_block = f & flags::ENDS_BLOCK != 0;
-        self.insts.push(inst);
+        if self.keep_insts {
+            self.insts.push(inst);
+        }
         self.pcs.push(pc as u32);
         self.flags.push(f);
     }
@@ -714,7 +750,7 @@ impl Walk {
                 return Err(Error::MissingTerminator { pc: i as u32 });
             }
             let mut step = Step {
-                idx: self.base + self.insts.len(),
+                idx: self.base + self.pcs.len(),
                 starts_block: self.ends_block,
                 walk: self,
                 v,
@@ -729,11 +765,11 @@ impl Walk {
     /// Appends the walk of the code that follows this one's (which ended
     /// right after a terminator, the state `next` started from).
     fn append(&mut self, mut next: Walk) -> Spare {
-        let off = self.insts.len() as u32;
+        let off = self.pcs.len() as u32;
         self.insts.append(&mut next.insts);
         self.pcs.append(&mut next.pcs);
         self.flags.append(&mut next.flags);
-        let words = (self.insts.len() + 2).div_ceil(64);
+        let words = (self.pcs.len() + 2).div_ceil(64);
         if self.block_bits.len() < words {
             self.block_bits.resize(words, 0);
         }
@@ -800,7 +836,7 @@ impl Walk {
     /// Closes the block list and builds the rank of `pc_bits`.
     fn finish(&mut self, n: usize) {
         debug_assert!(self.pcs.last().is_none_or(|&pc| pc as usize <= n));
-        self.block_starts.push(self.insts.len() as u32);
+        self.block_starts.push(self.pcs.len() as u32);
         self.pc_rank = rank(&self.pc_bits);
         self.block_rank = rank(&self.block_bits);
     }
@@ -932,18 +968,34 @@ impl Program {
         profile: Profile,
         model: &dyn GasModel,
     ) -> Result<Program, Error> {
-        Program::with_gas_model_visiting(blob, profile, model, &mut NoVisit)
+        Program::build(blob, profile, model, &mut NoVisit, true)
     }
 
     /// As [`with_gas_model`](Program::with_gas_model), handing every
     /// instruction to `v` in code order as it is decoded (under 0.8, in the
     /// same pass and the same match on its opcode; under 0.7, after the
-    /// walk). On an error `v` may have seen part of the program.
+    /// walk). On an error `v` may have seen part of the program. Under 0.8
+    /// with a model that does not read them
+    /// ([`GasModel::needs_instructions`]), the decoded instructions are not
+    /// stored: [`Program::instructions`] decodes them again if asked.
     pub fn with_gas_model_visiting<V: WalkVisitor>(
         blob: Blob,
         profile: Profile,
         model: &dyn GasModel,
         v: &mut V,
+    ) -> Result<Program, Error> {
+        let keep = model.needs_instructions() || profile == Profile::V0_7;
+        Program::build(blob, profile, model, v, keep)
+    }
+
+    /// The decoding walk with visitor `v`, keeping the decoded
+    /// instructions if `keep`.
+    fn build<V: WalkVisitor>(
+        blob: Blob,
+        profile: Profile,
+        model: &dyn GasModel,
+        v: &mut V,
+        keep: bool,
     ) -> Result<Program, Error> {
         let n = blob.code.len();
         if blob.bitmask.len() != n.div_ceil(8) {
@@ -962,6 +1014,7 @@ impl Program {
         }
         // At most one instruction per code byte.
         let mut w = Walk::new(&blob, Spare::take(n));
+        w.keep_insts = keep;
         match profile {
             Profile::V0_8 => w.walk_v0_8(&blob, v)?,
             Profile::V0_7 => {
@@ -1010,6 +1063,8 @@ impl Program {
     /// for the whole program), made by `make(first, count)` for the piece
     /// whose instructions are `first..first + count`. The visitors come
     /// back in code order with the program (one if there are no pieces).
+    /// The instructions are stored as
+    /// [`with_gas_model_visiting`](Program::with_gas_model_visiting) says.
     #[allow(clippy::type_complexity)]
     pub fn with_gas_model_split_visiting<V: WalkVisitor + Send>(
         blob: Blob,
@@ -1018,6 +1073,21 @@ impl Program {
         parts: usize,
         make: &mut dyn FnMut(usize, usize) -> V,
         run: &mut dyn FnMut(&mut [Job<'_>]),
+    ) -> Result<(Program, Vec<V>), Error> {
+        let keep = model.needs_instructions() || profile == Profile::V0_7;
+        Program::split(blob, profile, model, parts, make, run, keep)
+    }
+
+    /// The split decoding, keeping the decoded instructions if `keep`.
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
+    fn split<V: WalkVisitor + Send>(
+        blob: Blob,
+        profile: Profile,
+        model: &dyn GasModel,
+        parts: usize,
+        make: &mut dyn FnMut(usize, usize) -> V,
+        run: &mut dyn FnMut(&mut [Job<'_>]),
+        keep: bool,
     ) -> Result<(Program, Vec<V>), Error> {
         let n = blob.code.len();
         let mut cuts = Vec::new();
@@ -1032,7 +1102,7 @@ impl Program {
         }
         if cuts.is_empty() {
             let mut v = make(0, blob.marked_starts());
-            let p = Program::with_gas_model_visiting(blob, profile, model, &mut v)?;
+            let p = Program::build(blob, profile, model, &mut v, keep)?;
             return Ok((p, alloc::vec![v]));
         }
         if n as u64 > MAX_CODE_LEN || blob.jump_table.len() as u64 > MAX_CODE_LEN {
@@ -1062,6 +1132,7 @@ impl Program {
                 Walk::with_capacity(cap, Spare::take_piece(w[1] - w[0]))
             };
             walk.base = firsts[k];
+            walk.keep_insts = keep;
             let v = make(firsts[k], firsts[k + 1] - firsts[k]);
             // Until its job runs: a `run` that skips a piece is an error, not
             // a program with a piece missing.
@@ -1115,7 +1186,11 @@ impl Program {
         let mut program = Program {
             profile,
             blob,
-            insts: w.insts,
+            insts: if w.keep_insts {
+                Insts(spin::Once::initialized(w.insts))
+            } else {
+                Insts::default()
+            },
             pcs: w.pcs,
             flags: w.flags,
             targets: Vec::new(),
@@ -1130,7 +1205,7 @@ impl Program {
         };
         // Static targets: only the instructions that have one were noted.
         let mut targets = core::mem::take(&mut w.targets);
-        targets.resize(program.insts.len(), INVALID_TARGET);
+        targets.resize(program.pcs.len(), INVALID_TARGET);
         for &(x, target) in &w.with_target {
             let idx = (x & !target_kind::MASK) as usize;
             targets[idx] = program.resolve_static_target(idx, x & target_kind::MASK, target);
@@ -1224,7 +1299,7 @@ impl Program {
         (s..e).map(move |i| {
             (
                 self.pcs[i],
-                self.insts[i],
+                self.insts()[i],
                 self.flags[i] & flags::IMPLICIT_TRAP != 0,
             )
         })
@@ -1263,8 +1338,48 @@ impl Program {
     /// The decoded instructions in code order, indexed by instruction index
     /// (an implicit trap, 0.7 only, appears as `trap`; see
     /// [`Program::is_implicit_trap`]). Every backend compiles from this.
+    /// (Decoded again from the blob on first use if the decoding pass did
+    /// not keep them: see [`Program::with_gas_model_visiting`].)
     pub fn instructions(&self) -> &[Instruction] {
-        &self.insts
+        self.insts()
+    }
+
+    /// Instruction `idx` (as [`instructions`](Self::instructions)`()[idx]`,
+    /// without decoding the others if they were not kept).
+    pub fn instruction(&self, idx: usize) -> Instruction {
+        if let Some(v) = self.insts.0.get() {
+            return v[idx];
+        }
+        if self.flags[idx] & flags::IMPLICIT_TRAP != 0 {
+            return Instruction::Trap(NoArgs);
+        }
+        let pc = self.pcs[idx];
+        codec::decode(
+            self.profile,
+            &self.blob.code,
+            pc,
+            self.blob.skip(pc as usize),
+        )
+        .unwrap_or(Instruction::Trap(NoArgs))
+    }
+
+    /// The decoded instructions, decoding them now if they were not kept.
+    pub(crate) fn insts(&self) -> &[Instruction] {
+        self.insts.0.call_once(|| {
+            let code = &self.blob.code;
+            self.pcs
+                .iter()
+                .zip(&self.flags)
+                .map(|(&pc, &f)| {
+                    if f & flags::IMPLICIT_TRAP != 0 {
+                        return Instruction::Trap(NoArgs);
+                    }
+                    let skip = self.blob.skip(pc as usize);
+                    // Decoded once already, by the walk that validated it.
+                    codec::decode(self.profile, code, pc, skip).unwrap_or(Instruction::Trap(NoArgs))
+                })
+                .collect()
+        })
     }
 
     /// The code offset of each instruction index.
@@ -1290,7 +1405,7 @@ impl Program {
     /// profile's rules for targets outside ϖ are applied: the one answer
     /// every backend lowers.
     pub fn transfer(&self, idx: usize) -> Transfer {
-        let inst = self.insts[idx];
+        let inst = self.insts()[idx];
         let branch = match inst {
             Instruction::Jump(_) | Instruction::Fallthrough(_) | Instruction::LoadImmJump(_) => {
                 false
@@ -1323,7 +1438,7 @@ impl Program {
 
     /// The gas block holding instruction `idx`.
     pub fn block_of(&self, idx: usize) -> usize {
-        assert!(idx < self.insts.len(), "instruction index out of range");
+        assert!(idx < self.pcs.len(), "instruction index out of range");
         let (word, bit) = (idx / 64, idx % 64);
         // Block starts at or before `idx`; index 0 always starts one.
         let upto = self.block_bits[word] & (u64::MAX >> (63 - bit));
@@ -1405,7 +1520,7 @@ mod tests {
         // (601 entries: within what `Spare::take` gives a 12-byte program).
         drop(Program::from_bytes(&big, Profile::V0_8).unwrap());
         let after = Program::from_bytes(&small, Profile::V0_8).unwrap();
-        assert_eq!(after.insts, before.insts);
+        assert_eq!(after.instructions(), before.instructions());
         assert_eq!(after.pcs, before.pcs);
         assert_eq!(after.targets, before.targets);
         assert_eq!(after.targets, [INVALID_TARGET, 2, 2, INVALID_TARGET]);
@@ -1585,6 +1700,84 @@ mod tests {
         assert!(matches!(r, Err(Error::Unsupported(_))), "{:?}", r.err());
     }
 
+    /// Every instruction a visiting walk hands over.
+    #[derive(Default)]
+    struct Record {
+        first: usize,
+        seen: Vec<(usize, u32, bool, bool, Instruction)>,
+    }
+
+    impl WalkVisitor for Record {
+        fn instruction(
+            &mut self,
+            idx: usize,
+            pc: u32,
+            starts: bool,
+            implicit: bool,
+            i: Instruction,
+        ) {
+            self.seen.push((idx, pc, starts, implicit, i));
+        }
+    }
+
+    #[test]
+    fn visiting_walks_hand_over_every_instruction_in_order() {
+        for seed in 0..12u64 {
+            let (code, starts) = big_program(300 + seed as usize * 7, seed);
+            let blob = Blob::from_code(&code, starts.iter().copied());
+            let naive = &crate::gas::Naive;
+            let plain = Program::with_gas_model(blob.clone(), Profile::V0_8, naive).unwrap();
+            let expect: Vec<_> = (0..plain.pcs.len())
+                .map(|i| {
+                    let b = plain.block_of(i);
+                    let starts_block = plain.block_start(b) == i;
+                    (
+                        i,
+                        plain.pcs[i],
+                        starts_block,
+                        false,
+                        plain.instructions()[i],
+                    )
+                })
+                .collect();
+            // One walk: the naive model needs no instructions, so they are
+            // not kept, and are decoded again when asked for.
+            let mut one = Record::default();
+            let p = Program::with_gas_model_visiting(blob.clone(), Profile::V0_8, naive, &mut one)
+                .unwrap();
+            assert_eq!(one.seen, expect, "seed {seed}");
+            assert!(p.insts.0.get().is_none(), "seed {seed}: instructions kept");
+            for (i, e) in expect.iter().enumerate() {
+                assert_eq!(p.instruction(i), e.4, "seed {seed}, instruction {i}");
+            }
+            assert!(p.insts.0.get().is_none(), "seed {seed}: decoded them all");
+            assert_eq!(p.instructions(), plain.instructions(), "seed {seed}");
+            // In pieces: each visitor sees its own range, with the indices
+            // of the whole program.
+            let parts = 2 + seed as usize % 3;
+            let (q, pieces) = Program::with_gas_model_split_visiting(
+                blob,
+                Profile::V0_8,
+                naive,
+                parts,
+                &mut |first, count| Record {
+                    first,
+                    seen: Vec::with_capacity(count),
+                },
+                &mut split_run,
+            )
+            .unwrap();
+            assert_eq!(pieces.len(), parts, "seed {seed}");
+            let mut all = Vec::new();
+            for piece in pieces {
+                assert_eq!(piece.seen.first().map(|e| e.0), Some(piece.first));
+                all.extend(piece.seen);
+            }
+            assert_eq!(all, expect, "seed {seed}");
+            assert_eq!(q.instructions(), plain.instructions(), "seed {seed}");
+        }
+    }
+
     #[test]
     fn split_decoding_gives_the_same_program_and_errors() {
         for seed in 0..40u64 {
@@ -1627,7 +1820,7 @@ mod tests {
             );
             match (one, two) {
                 (Ok(a), Ok(b)) => {
-                    assert_eq!(a.insts, b.insts, "seed {seed}");
+                    assert_eq!(a.instructions(), b.instructions(), "seed {seed}");
                     assert_eq!(a.pcs, b.pcs, "seed {seed}");
                     assert_eq!(a.flags, b.flags, "seed {seed}");
                     assert_eq!(a.targets, b.targets, "seed {seed}");
@@ -1738,7 +1931,7 @@ mod tests {
                 for pc in 0..b.code.len() as u32 + 70 {
                     proptest::prop_assert_eq!(p.index_of(pc), p.pcs.binary_search(&pc).ok());
                 }
-                for idx in 0..p.insts.len() {
+                for idx in 0..p.pcs.len() {
                     let block = p.block_of(idx);
                     proptest::prop_assert!(p.block_start(block) <= idx);
                     proptest::prop_assert!(idx < p.block_start(block + 1));

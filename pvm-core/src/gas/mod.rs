@@ -21,6 +21,14 @@ use alloc::vec::Vec;
 pub trait GasModel {
     /// The cost of gas block `block` of `program` (see [`Program::block`]).
     fn block_cost(&self, program: &Program, block: usize) -> Result<u64, Error>;
+
+    /// Whether `block_cost` reads the program's decoded instructions. A
+    /// model that does not lets a decoding pass that hands each
+    /// instruction to a visitor skip storing them
+    /// ([`Program::with_gas_model_visiting`]).
+    fn needs_instructions(&self) -> bool {
+        true
+    }
 }
 
 /// One gas per instruction, charged per block at block entry.
@@ -30,6 +38,9 @@ pub struct Naive;
 impl GasModel for Naive {
     fn block_cost(&self, program: &Program, block: usize) -> Result<u64, Error> {
         Ok(program.block_len(block) as u64)
+    }
+    fn needs_instructions(&self) -> bool {
+        false
     }
 }
 
@@ -57,5 +68,8 @@ impl GasModel for Table {
     fn block_cost(&self, program: &Program, block: usize) -> Result<u64, Error> {
         let pc = program.block_pc(block);
         self.get(pc).ok_or(Error::MissingBlockCost { pc })
+    }
+    fn needs_instructions(&self) -> bool {
+        false
     }
 }

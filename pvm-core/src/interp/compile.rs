@@ -232,7 +232,7 @@ impl Compiled {
 
 /// Compiles `p` (its instructions, targets and gas blocks).
 pub(crate) fn compile(p: &Program) -> Compiled {
-    let n = p.insts.len();
+    let n = p.pcs.len();
     let mut c = Compiled {
         ops: Vec::with_capacity(n + 1),
         op_pc: p.pcs.clone(),
@@ -246,7 +246,7 @@ pub(crate) fn compile(p: &Program) -> Compiled {
         let mut op = if implicit {
             Op::new(H::Trap)
         } else {
-            lower(&p.insts[i], target, p.profile())
+            lower(&p.insts()[i], target, p.profile())
         };
         if !implicit {
             match p.transfer(i) {

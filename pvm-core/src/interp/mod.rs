@@ -410,10 +410,10 @@ impl<'p, M: Memory> Vm<'p, M> {
             }
 
             while let Some(op) = it.next() {
-                if T::ENABLED && cur!() < p.insts.len() {
+                if T::ENABLED && cur!() < p.pcs.len() {
                     let mut r13 = [0u64; 13];
                     r13.copy_from_slice(&regs[..13]);
-                    tracer.instruction(c.op_pc[cur!()], &p.insts[cur!()], &r13, gas);
+                    tracer.instruction(c.op_pc[cur!()], &p.insts()[cur!()], &r13, gas);
                 }
                 match op.h {
                     H::Trap => finish!(Exit::Panic),

@@ -331,7 +331,7 @@ pub(super) fn compile(
     addressing: Addressing,
     parallel: crate::Parallelism,
 ) -> Result<Code, Error> {
-    let n = p.instructions().len();
+    let n = p.pcs().len();
     let blocks = p.block_count();
     let pieces = parallel.pieces().min(blocks);
     let parts = if pieces > 1 && n >= parallel.min_instructions {
@@ -408,7 +408,7 @@ pub(super) fn compile_blob(
         let p = Program::with_gas_model_visiting(blob, profile, model, &mut e)?;
         (p, vec![e])
     };
-    let n = p.instructions().len();
+    let n = p.pcs().len();
     let count = emitters.len();
     let mut parts = Vec::with_capacity(count);
     let mut emitters = emitters.into_iter().peekable();
@@ -453,7 +453,7 @@ fn emit_part(
     last: bool,
 ) -> Result<Part, Error> {
     let blocks = p.block_count();
-    let first_block = if range.start < p.instructions().len() {
+    let first_block = if range.start < p.pcs().len() {
         p.block_of(range.start)
     } else {
         blocks
@@ -583,7 +583,7 @@ impl<'p> Emitter<'p> {
     /// `None` if a block costs more than a 32-bit placeholder holds.
     fn finish(mut self, p: &Program, end: usize, last: bool) -> Result<Option<Part>, Error> {
         let entry = self.has_entry.then_some(0);
-        self.first_block = if self.first_idx < p.instructions().len() {
+        self.first_block = if self.first_idx < p.pcs().len() {
             p.block_of(self.first_idx)
         } else {
             p.block_count()
@@ -591,7 +591,7 @@ impl<'p> Emitter<'p> {
         // Falling past the last instruction: into the next part's first
         // block, or (GP 0.8, a `fallthrough` or a branch's fall-through at
         // the end of the code) a panic.
-        if end < p.instructions().len() {
+        if end < p.pcs().len() {
             self.jmp(Label(BLOCK | p.block_of(end) as u32));
         } else if end > 0 {
             self.panic(end - 1);

@@ -772,7 +772,7 @@ impl JitInstance {
     fn fault_exit(&self, idx: usize) -> Exit {
         let ctx = self.mem.ctx();
         let pc = self.program.pcs()[idx];
-        let (addr, len, write) = access_of(&self.program.instructions()[idx], &ctx.regs)
+        let (addr, len, write) = access_of(&self.program.instruction(idx), &ctx.regs)
             .unwrap_or_else(|| {
                 panic!(
                     "JIT: native fault at {:#x} in instruction {idx} (pc {pc}), which does not access memory",
