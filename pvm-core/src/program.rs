@@ -161,7 +161,18 @@ impl Blob {
     /// of a valid GP 0.8 program (padding bits of the last byte included,
     /// so an upper bound in general).
     pub fn marked_starts(&self) -> usize {
-        self.bitmask.iter().map(|b| b.count_ones() as usize).sum()
+        let mut chunks = self.bitmask.chunks_exact(8);
+        let mut count = 0usize;
+        for c in &mut chunks {
+            let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            count += w.count_ones() as usize;
+        }
+        count
+            + chunks
+                .remainder()
+                .iter()
+                .map(|b| b.count_ones() as usize)
+                .sum::<usize>()
     }
 
     /// The marked starts below code offset `pc`.
