@@ -137,19 +137,18 @@ pub struct Sample {
 
 /// What a run spent before executing.
 ///
-/// Ours: `compile` is `pvm_std::jit::compile` on the code blob's bytes:
-/// parsing, decoding and validating it (naive gas model) and generating
-/// native code, in one pass (with `--jit-threads`, for big programs: in
-/// pieces, when `codegen`, `JitInstance::compile_time`, is the code
-/// generation alone), and reserving the 4 GiB guest window; `instantiate`
-/// is laying out Y's memory and copying it in (`pvm_std::jit::with_memory`).
+/// Ours: `compile` is parsing the code blob's bytes, decoding and
+/// validating it (naive gas model) and generating native code, in one pass
+/// (`JitInstance::from_blob_on`'s `compile_time`; with `--jit-threads`, for
+/// big programs, in pieces on more threads); `instantiate` is the rest of `from_blob_on` (reserving the 4 GiB guest
+/// window) plus laying out Y's memory and copying it in
+/// (`pvm_std::jit::with_memory`).
 /// PolkaVM: `compile` is `Module::from_blob` (on a blob parsed beforehand),
 /// `instantiate` is `Module::instantiate` plus making the argument area
 /// inaccessible (`set_accessible_aux_size(0)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Setup {
     pub compile: Duration,
-    pub codegen: Option<Duration>,
     pub instantiate: Duration,
 }
 
@@ -523,8 +522,6 @@ fn median_ms(samples: &[Sample]) -> Option<f64> {
 struct SetupStats {
     /// Median compile time.
     compile: f64,
-    /// Median code generation time, when the engine tells it apart.
-    codegen: Option<f64>,
     /// The first run's instantiate time.
     first_instantiate: f64,
     /// Median instantiate time of the other runs.
@@ -535,14 +532,8 @@ struct SetupStats {
 fn setup_stats(samples: &[Sample]) -> Option<SetupStats> {
     let setups: Vec<Setup> = samples.iter().map(|s| s.setup).collect::<Option<_>>()?;
     let first = setups.first()?;
-    let codegen = setups
-        .iter()
-        .map(|u| u.codegen.map(ms))
-        .collect::<Option<Vec<f64>>>()
-        .and_then(median);
     Some(SetupStats {
         compile: median(setups.iter().map(|u| ms(u.compile)).collect())?,
-        codegen,
         first_instantiate: ms(first.instantiate),
         later_instantiate: median(setups[1..].iter().map(|u| ms(u.instantiate)).collect()),
     })
@@ -651,7 +642,6 @@ fn report(args: &Args, rows: &[Row]) -> String {
         let header = [
             "program",
             "ours compile ms",
-            "of which codegen (in pieces)",
             "PolkaVM compile ms",
             "ours / PolkaVM",
             "ours instantiate ms, 1st",
@@ -665,7 +655,6 @@ fn report(args: &Args, rows: &[Row]) -> String {
             lines.push(vec![
                 title(row),
                 fmt_ms(o.map(|o| o.compile), 2),
-                fmt_ms(o.and_then(|o| o.codegen), 2),
                 fmt_ms(p.map(|p| p.compile), 2),
                 ratio(o.map(|o| o.compile), p.map(|p| p.compile)),
                 fmt_ms(o.map(|o| o.first_instantiate), 2),
@@ -675,7 +664,7 @@ fn report(args: &Args, rows: &[Row]) -> String {
             ]);
         }
         let _ = writeln!(out);
-        let right = [false, true, true, true, true, true, true, true, true];
+        let right = [false, true, true, true, true, true, true, true];
         table(&mut out, args.markdown, &header, &right, &lines);
         let _ = writeln!(out);
         let engines: Vec<String> = rows
@@ -821,12 +810,11 @@ mod tests {
         assert_eq!(check(&args(600), &spec, &row).len(), 2);
     }
 
-    fn setup_sample(compile: u64, codegen: Option<u64>, instantiate: u64) -> Sample {
+    fn setup_sample(compile: u64, instantiate: u64) -> Sample {
         Sample {
             time: Duration::from_millis(1),
             setup: Some(Setup {
                 compile: Duration::from_millis(compile),
-                codegen: codegen.map(Duration::from_millis),
                 instantiate: Duration::from_millis(instantiate),
             }),
             observed: Observed::C { r7: 0, gas: 0 },
@@ -837,27 +825,25 @@ mod tests {
     fn setup_stats_split_first_and_later_instances() {
         // PolkaVM-like: the first instance starts a worker process.
         let polka = [
-            setup_sample(5, None, 100),
-            setup_sample(3, None, 1),
-            setup_sample(4, None, 3),
-            setup_sample(9, None, 2),
+            setup_sample(5, 100),
+            setup_sample(3, 1),
+            setup_sample(4, 3),
+            setup_sample(9, 2),
         ];
         assert_eq!(
             setup_stats(&polka),
             Some(SetupStats {
                 compile: 4.5,
-                codegen: None,
                 first_instantiate: 100.0,
                 later_instantiate: Some(2.0),
             })
         );
-        // Ours: code generation told apart; one run has no later instance.
-        let ours = [setup_sample(7, Some(6), 2)];
+        // One run has no later instance.
+        let ours = [setup_sample(7, 2)];
         assert_eq!(
             setup_stats(&ours),
             Some(SetupStats {
                 compile: 7.0,
-                codegen: Some(6.0),
                 first_instantiate: 2.0,
                 later_instantiate: None,
             })
@@ -865,7 +851,7 @@ mod tests {
         // The interpreters measure no setup; nor does a mix.
         let o = Observed::C { r7: 0, gas: 0 };
         assert_eq!(setup_stats(&[sample(1, o)]), None);
-        assert_eq!(setup_stats(&[setup_sample(1, None, 1), sample(1, o)]), None);
+        assert_eq!(setup_stats(&[setup_sample(1, 1), sample(1, o)]), None);
         assert_eq!(setup_stats(&[]), None);
     }
 
@@ -925,9 +911,9 @@ mod tests {
             r7: 1_569_960,
             gas: 414_483_563,
         };
-        let mut ours = setup_sample(2, Some(1), 3);
+        let mut ours = setup_sample(2, 3);
         ours.observed = good;
-        let mut theirs = setup_sample(1, None, 100);
+        let mut theirs = setup_sample(1, 100);
         theirs.observed = good;
         let row = Row {
             name: "prime_sieve".to_string(),
@@ -941,9 +927,7 @@ mod tests {
         let out = report(&jit, std::slice::from_ref(&row));
         assert!(out.contains("| ours JIT ms (median) |"), "{out}");
         assert!(
-            out.contains(
-                "| prime_sieve (a0=20) | 2.00 | 1.00 | 1.00 | 2.00 | 3.00 | - | 100.00 | - |"
-            ),
+            out.contains("| prime_sieve (a0=20) | 2.00 | 1.00 | 2.00 | 3.00 | - | 100.00 | - |"),
             "{out}"
         );
         assert!(out.contains("prime_sieve 4.00"), "{out}");

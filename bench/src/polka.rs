@@ -184,7 +184,6 @@ impl Loaded {
             instance,
             Some(Setup {
                 compile,
-                codegen: None,
                 instantiate,
             }),
         ))
