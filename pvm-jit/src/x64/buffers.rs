@@ -57,7 +57,7 @@ pub(super) struct Scratch {
     pub fixups: Vec<(u32, u32)>,
     pub blocks: Vec<u32>,
     pub deferred: Vec<(u32, u32)>,
-    pub oog_stubs: Vec<(Label, u32)>,
+    pub oog_stubs: Vec<(u32, u32)>,
     pub panic_stubs: Vec<(Label, u32)>,
     pub access_stubs: Vec<(Label, u32)>,
 }

@@ -285,7 +285,7 @@ struct Emitter<'p> {
     /// Native offset of each instruction's body.
     starts: Vec<u32>,
     /// Out-of-gas stubs: label, instruction (the first of the block).
-    oog_stubs: Vec<(Label, u32)>,
+    oog_stubs: Vec<(u32, u32)>,
     /// Panic stubs: label, instruction.
     panic_stubs: Vec<(Label, u32)>,
     /// How guest memory is addressed (and whether accesses are checked).
@@ -638,11 +638,13 @@ impl<'p> Emitter<'p> {
 
         // Out-of-line stubs.
         let mut stubs = core::mem::take(&mut self.oog_stubs);
-        for &(l, idx) in &stubs {
+        for &(at, idx) in &stubs {
             // The gas the prologue took is given back by the runtime (an
             // out-of-gas exit leaves gas unchanged): the stub only says
-            // where.
-            self.bind(l);
+            // where. The charge's `jb` is pointed at it here (no label).
+            let here = self.a.offset().0 as u32;
+            let rel = here.wrapping_sub(at + 4) as i32;
+            self.a.0[at as usize..at as usize + 4].copy_from_slice(&rel.to_le_bytes());
             dynasm!(self.a ; .arch x64 ; mov DWORD [r15 + EXIT_IDX], idx as i32);
             self.jmp(OOG_COMMON);
         }
@@ -907,19 +909,20 @@ impl Emitter<'_> {
             // `sub qword [r15 + GAS], imm32`, the immediate filled in by
             // `finish`. REX.W+B, 81 /5, ModRM (mod 01, reg 5, rm r15&7),
             // disp8, imm32.
-            self.a
-                .put(|x| x.bytes([0x49, 0x81, 0x6F, GAS as i8 as u8, 0, 0, 0, 0]));
-            let oog = self.new_label();
-            self.oog_stubs.push((oog, i as u32));
-            self.jcc(cc::B, oog);
+            // Then `jb` to the out-of-gas stub (its `rel32` filled in by
+            // `finish` too).
+            self.a.put(|x| {
+                x.bytes([0x49, 0x81, 0x6F, GAS as i8 as u8, 0, 0, 0, 0])
+                    .op_rel32([0x0F, 0x80 | cc::B])
+            });
+            let at = self.a.offset().0 as u32 - 4;
+            self.oog_stubs.push((at, i as u32));
             return;
         };
         let cost = p.block_cost(self.first_block + block);
         if cost == 0 {
             return;
         }
-        let oog = self.new_label();
-        self.oog_stubs.push((oog, i as u32));
         if let Ok(c) = i8::try_from(cost) {
             // `sub qword [r15 + GAS], imm8` with an 8-bit displacement:
             // 5 bytes (dynasm would use 32-bit fields for both, 11 bytes).
@@ -931,7 +934,9 @@ impl Emitter<'_> {
         } else {
             dynasm!(self.a ; .arch x64 ; mov rax, QWORD cost as i64 ; sub QWORD [r15 + GAS], rax);
         }
-        self.jcc(cc::B, oog);
+        self.a.put(|x| x.op_rel32([0x0F, 0x80 | cc::B]));
+        let at = self.a.offset().0 as u32 - 4;
+        self.oog_stubs.push((at, i as u32));
     }
 
     fn exit(&mut self, i: usize, kind: u32, arg: u32) {
