@@ -614,6 +614,9 @@ struct Walk {
     block_costs: Vec<u64>,
     /// Whether `insts` is filled (see [`Insts`]).
     keep_insts: bool,
+    /// GP 0.8: the indices of the terminators, from which the flags and
+    /// blocks are derived once the walk is done (see `derive_blocks`).
+    terminators: Vec<u32>,
 }
 
 impl Walk {
@@ -659,7 +662,77 @@ impl Walk {
             targets,
             block_costs,
             keep_insts: true,
+            terminators: Vec::with_capacity(cap / 2 + 2),
         }
+    }
+
+    /// The 0.8 walk's [`push`](Self::push): the instruction, its offset, and
+    /// (for a terminator) its index; flags and blocks follow from those in
+    /// `derive_blocks` (0.8 has no implicit traps).
+    #[inline(always)]
+    fn push_v0_8(&mut self, pc: usize, inst: Instruction) {
+        let idx = self.pcs.len() as u32;
+        let info = OPCODE_INFO[inst.opcode() as usize];
+        if info & info::STATIC_TARGET != 0 {
+            self.note_target(idx, inst);
+        }
+        let terminator = info & info::TERMINATOR != 0;
+        if terminator {
+            self.terminators.push(idx);
+        }
+        self.ends_block = terminator;
+        if self.keep_insts {
+            self.insts.push(inst);
+        }
+        self.pcs.push(pc as u32);
+    }
+
+    /// Notes the static target of the jump, branch or `fallthrough` `inst`
+    /// at index `idx`.
+    #[inline(always)]
+    fn note_target(&mut self, idx: u32, inst: Instruction) {
+        let (kind, target) = match inst.args() {
+            Args::OneOffset(a) => (target_kind::JUMP, a.target),
+            Args::RegImmOffset(a) => (target_kind::BRANCH, a.target),
+            Args::TwoRegOffset(a) => (target_kind::BRANCH, a.target),
+            _ => (target_kind::FALLTHROUGH, 0),
+        };
+        // `load_imm_jump` (RegImmOffset) jumps: it is no branch.
+        let kind = if matches!(inst, Instruction::LoadImmJump(_)) {
+            target_kind::JUMP
+        } else {
+            kind
+        };
+        self.with_target.push((idx | kind, target));
+    }
+
+    /// GP 0.8, after the walk: flags, block starts and block bits from the
+    /// terminators (a block starts at index 0 and after each terminator).
+    fn derive_blocks(&mut self) {
+        let n = self.pcs.len();
+        self.flags.clear();
+        self.flags.resize(n, 0);
+        self.block_starts.clear();
+        self.block_bits.clear();
+        self.block_bits.resize((n + 2).div_ceil(64), 0);
+        if n == 0 {
+            return;
+        }
+        let start = |walk: &mut Walk, idx: usize| {
+            walk.flags[idx] |= flags::BLOCK_START;
+            walk.block_starts.push(idx as u32);
+            walk.block_bits[idx / 64] |= 1 << (idx % 64);
+        };
+        start(self, 0);
+        let terminators = core::mem::take(&mut self.terminators);
+        for &t in &terminators {
+            let t = t as usize;
+            self.flags[t] |= flags::ENDS_BLOCK;
+            if t + 1 < n {
+                start(self, t + 1);
+            }
+        }
+        self.terminators = terminators;
     }
 
     /// Appends the instruction (or, with `implicit`, the implicit trap) at `pc`.
@@ -679,19 +752,7 @@ impl Walk {
             f |= flags::BLOCK_START;
         }
         if info & info::STATIC_TARGET != 0 {
-            let (kind, target) = match inst.args() {
-                Args::OneOffset(a) => (target_kind::JUMP, a.target),
-                Args::RegImmOffset(a) => (target_kind::BRANCH, a.target),
-                Args::TwoRegOffset(a) => (target_kind::BRANCH, a.target),
-                _ => (target_kind::FALLTHROUGH, 0),
-            };
-            // `load_imm_jump` (RegImmOffset) jumps: it is no branch.
-            let kind = if matches!(inst, Instruction::LoadImmJump(_)) {
-                target_kind::JUMP
-            } else {
-                kind
-            };
-            self.with_target.push((idx | kind, target));
+            self.note_target(idx, inst);
         }
         if self.ends_block {
             self.block_starts.push(idx);
@@ -717,6 +778,7 @@ impl Walk {
     fn walk_v0_8<V: WalkVisitor>(&mut self, blob: &Blob, v: &mut V) -> Result<(), Error> {
         Walk::check_v0_8_start(blob)?;
         self.walk_v0_8_range(blob, 0, blob.code.len(), v)?;
+        self.derive_blocks();
         // Every marked start was visited, and nothing else.
         self.pc_bits = blob.start_words();
         Ok(())
@@ -792,6 +854,8 @@ impl Walk {
             .extend(next.block_starts.iter().map(|&b| b + off));
         self.with_target
             .extend(next.with_target.iter().map(|&(t, pc)| (t + off, pc)));
+        self.terminators
+            .extend(next.terminators.iter().map(|&t| t + off));
         self.after_terminator = next.after_terminator;
         self.ends_block = next.ends_block;
         // The emptied tables, to keep for the next split decoding.
@@ -891,7 +955,7 @@ impl<V: WalkVisitor> codec::Visit for Step<'_, V> {
     type Out = ();
     #[inline(always)]
     fn visit(&mut self, inst: Instruction) {
-        self.walk.push(self.pc, inst, false);
+        self.walk.push_v0_8(self.pc, inst);
         self.v
             .instruction(self.idx, self.pc as u32, self.starts_block, false, inst);
     }
@@ -1179,6 +1243,7 @@ impl Program {
             first.append(walk).keep_piece();
             visitors.push(v);
         }
+        first.derive_blocks();
         first.pc_bits = blob.start_words();
         let p = Program::from_walk(blob, Profile::V0_8, model, first)?;
         Ok((p, visitors))
