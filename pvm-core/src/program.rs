@@ -617,6 +617,9 @@ struct Walk {
     /// GP 0.8: the indices of the terminators, from which the flags and
     /// blocks are derived once the walk is done (see `derive_blocks`).
     terminators: Vec<u32>,
+    /// GP 0.8: the instructions walked (their offsets are the marked
+    /// starts, read from the mask once the walk is done).
+    count: usize,
 }
 
 impl Walk {
@@ -663,15 +666,17 @@ impl Walk {
             block_costs,
             keep_insts: true,
             terminators: Vec::with_capacity(cap / 2 + 2),
+            count: 0,
         }
     }
 
-    /// The 0.8 walk's [`push`](Self::push): the instruction, its offset, and
-    /// (for a terminator) its index; flags and blocks follow from those in
-    /// `derive_blocks` (0.8 has no implicit traps).
+    /// The 0.8 walk's [`push`](Self::push): the instruction (if kept),
+    /// its static target, and for a terminator its index; offsets, flags
+    /// and blocks follow in `finish_v0_8` (0.8 has no implicit traps, and
+    /// the walk visits exactly the marked starts).
     #[inline(always)]
-    fn push_v0_8(&mut self, pc: usize, inst: Instruction) {
-        let idx = self.pcs.len() as u32;
+    fn push_v0_8(&mut self, inst: Instruction) {
+        let idx = self.count as u32;
         let info = OPCODE_INFO[inst.opcode() as usize];
         if info & info::STATIC_TARGET != 0 {
             self.note_target(idx, inst);
@@ -684,7 +689,7 @@ impl Walk {
         if self.keep_insts {
             self.insts.push(inst);
         }
-        self.pcs.push(pc as u32);
+        self.count += 1;
     }
 
     /// Notes the static target of the jump, branch or `fallthrough` `inst`
@@ -706,9 +711,22 @@ impl Walk {
         self.with_target.push((idx | kind, target));
     }
 
-    /// GP 0.8, after the walk: flags, block starts and block bits from the
-    /// terminators (a block starts at index 0 and after each terminator).
-    fn derive_blocks(&mut self) {
+    /// GP 0.8, after the walk: the offsets (the marked starts, which the
+    /// walk visited, and nothing else), then flags, block starts and block
+    /// bits from the terminators (a block starts at index 0 and after each
+    /// terminator).
+    fn finish_v0_8(&mut self, blob: &Blob) {
+        self.pc_bits = blob.start_words();
+        self.pcs.clear();
+        self.pcs.reserve(self.count);
+        for (k, &word) in self.pc_bits.iter().enumerate() {
+            let mut w = word;
+            while w != 0 {
+                self.pcs.push((k * 64) as u32 + w.trailing_zeros());
+                w &= w - 1;
+            }
+        }
+        debug_assert_eq!(self.pcs.len(), self.count);
         let n = self.pcs.len();
         self.flags.clear();
         self.flags.resize(n, 0);
@@ -778,9 +796,8 @@ impl Walk {
     fn walk_v0_8<V: WalkVisitor>(&mut self, blob: &Blob, v: &mut V) -> Result<(), Error> {
         Walk::check_v0_8_start(blob)?;
         self.walk_v0_8_range(blob, 0, blob.code.len(), v)?;
-        self.derive_blocks();
         // Every marked start was visited, and nothing else.
-        self.pc_bits = blob.start_words();
+        self.finish_v0_8(blob);
         Ok(())
     }
 
@@ -823,7 +840,7 @@ impl Walk {
                 return Err(Error::MissingTerminator { pc: i as u32 });
             }
             let mut step = Step {
-                idx: self.base + self.pcs.len(),
+                idx: self.base + self.count,
                 starts_block: self.ends_block,
                 walk: self,
                 v,
@@ -838,25 +855,13 @@ impl Walk {
     /// Appends the walk of the code that follows this one's (which ended
     /// right after a terminator, the state `next` started from).
     fn append(&mut self, mut next: Walk) -> Spare {
-        let off = self.pcs.len() as u32;
+        let off = self.count as u32;
+        self.count += next.count;
         self.insts.append(&mut next.insts);
-        self.pcs.append(&mut next.pcs);
-        self.flags.append(&mut next.flags);
-        let words = (self.pcs.len() + 2).div_ceil(64);
-        if self.block_bits.len() < words {
-            self.block_bits.resize(words, 0);
-        }
-        for &b in &next.block_starts {
-            let idx = (b + off) as usize;
-            self.block_bits[idx / 64] |= 1 << (idx % 64);
-        }
-        self.block_starts
-            .extend(next.block_starts.iter().map(|&b| b + off));
         self.with_target
             .extend(next.with_target.iter().map(|&(t, pc)| (t + off, pc)));
         self.terminators
             .extend(next.terminators.iter().map(|&t| t + off));
-        self.after_terminator = next.after_terminator;
         self.ends_block = next.ends_block;
         // The emptied tables, to keep for the next split decoding.
         Spare {
@@ -955,7 +960,7 @@ impl<V: WalkVisitor> codec::Visit for Step<'_, V> {
     type Out = ();
     #[inline(always)]
     fn visit(&mut self, inst: Instruction) {
-        self.walk.push_v0_8(self.pc, inst);
+        self.walk.push_v0_8(inst);
         self.v
             .instruction(self.idx, self.pc as u32, self.starts_block, false, inst);
     }
@@ -1243,8 +1248,7 @@ impl Program {
             first.append(walk).keep_piece();
             visitors.push(v);
         }
-        first.derive_blocks();
-        first.pc_bits = blob.start_words();
+        first.finish_v0_8(&blob);
         let p = Program::from_walk(blob, Profile::V0_8, model, first)?;
         Ok((p, visitors))
     }
