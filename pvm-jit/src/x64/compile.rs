@@ -44,7 +44,6 @@
 use super::buffers::{self, CodeBuf};
 use super::enc::{self, Alu, Load, Shift};
 use super::{exit_kind, Ctx, PERM_OFFSET};
-use core::mem::ManuallyDrop;
 use core::mem::{offset_of, size_of};
 use dynasmrt::{dynasm, DynasmApi};
 use pvm_core::isa::Instruction as I;
@@ -55,7 +54,7 @@ use pvm_core::{Error, Program};
 pub(super) struct Code {
     /// The mapping holding the code (perhaps longer than it: see
     /// `buffers.rs`); it goes back to the pool on drop.
-    pub buf: ManuallyDrop<memmap2::Mmap>,
+    pub buf: buffers::ExecCode,
     /// Bytes of code at the start of `buf`.
     pub len: usize,
     /// Native offset of each instruction's body.
@@ -73,9 +72,6 @@ pub(super) struct Code {
 
 impl Drop for Code {
     fn drop(&mut self) {
-        // SAFETY: `buf` is taken once, here, and not used afterwards.
-        let map = unsafe { ManuallyDrop::take(&mut self.buf) };
-        buffers::MAPS.give_back(map);
         buffers::give_back_starts(core::mem::take(&mut self.starts));
     }
 }
@@ -303,6 +299,7 @@ const JCC: u32 = 1 << 31;
 /// The code of a range of instructions, generated on its own: offsets are
 /// relative to its own start until the parts are joined.
 struct Part {
+    code: CodeBuf,
     scratch: buffers::Scratch,
     starts: Vec<u32>,
     /// Offsets of the entry trampoline, the invalid-jump-table-entry stub
@@ -420,10 +417,13 @@ pub(super) fn compile_blob(
                 // A block costs more than a 32-bit charge holds: generated
                 // again with the costs known.
                 for part in parts {
+                    buffers::give_back_code(part.code);
                     buffers::give_back_scratch(part.scratch);
                 }
                 for e in emitters {
-                    buffers::give_back_scratch(e.into_scratch());
+                    let (code, scratch) = e.into_buffers();
+                    buffers::give_back_code(code);
+                    buffers::give_back_scratch(scratch);
                 }
                 let code = compile(&p, sbrk, addressing, parallel)?;
                 return Ok((p, code));
@@ -498,9 +498,9 @@ impl<'p> Emitter<'p> {
         n: usize,
     ) -> Emitter<'p> {
         let s = buffers::scratch();
-        let (mut a, mut labels, mut fixups) = (s.code, s.labels, s.fixups);
+        let a = buffers::code_buf(16 * n + 4096);
+        let (mut labels, mut fixups) = (s.labels, s.fixups);
         let (mut blocks, mut deferred, mut oog_stubs) = (s.blocks, s.deferred, s.oog_stubs);
-        a.0.reserve(16 * n + 4096);
         labels.reserve(n / 2 + 8);
         fixups.reserve(n / 2 + 8);
         blocks.reserve(n / 4 + 8);
@@ -616,7 +616,7 @@ impl<'p> Emitter<'p> {
                     // `jcc rel32` becomes `nop; jmp rel32` (the same
                     // `rel32` field).
                     let k = at as usize;
-                    self.a.0[k - 2..k].copy_from_slice(&[0x90, 0xE9]);
+                    self.a.bytes_mut()[k - 2..k].copy_from_slice(&[0x90, 0xE9]);
                 }
                 self.panic_stub(i)
             };
@@ -627,12 +627,14 @@ impl<'p> Emitter<'p> {
         if self.costs.is_none() {
             for (k, &at) in self.blocks.iter().enumerate() {
                 let Ok(cost) = i32::try_from(p.block_cost(self.first_block + k)) else {
-                    buffers::give_back_scratch(self.into_scratch());
+                    let (code, scratch) = self.into_buffers();
+                    buffers::give_back_code(code);
+                    buffers::give_back_scratch(scratch);
                     return Ok(None);
                 };
                 // `sub qword [r15 + GAS], imm32`: the immediate at +4.
                 let k = at as usize + 4;
-                self.a.0[k..k + 4].copy_from_slice(&cost.to_le_bytes());
+                self.a.bytes_mut()[k..k + 4].copy_from_slice(&cost.to_le_bytes());
             }
         }
 
@@ -644,7 +646,7 @@ impl<'p> Emitter<'p> {
             // where. The charge's `jb` is pointed at it here (no label).
             let here = self.a.offset().0 as u32;
             let rel = here.wrapping_sub(at + 4) as i32;
-            self.a.0[at as usize..at as usize + 4].copy_from_slice(&rel.to_le_bytes());
+            self.a.bytes_mut()[at as usize..at as usize + 4].copy_from_slice(&rel.to_le_bytes());
             dynasm!(self.a ; .arch x64 ; mov DWORD [r15 + EXIT_IDX], idx as i32);
             self.jmp(OOG_COMMON);
         }
@@ -727,8 +729,10 @@ impl<'p> Emitter<'p> {
             );
         }
         let starts = core::mem::take(&mut self.starts);
+        let (code, scratch) = self.into_buffers();
         Ok(Some(Part {
-            scratch: self.into_scratch(),
+            code,
+            scratch,
             starts,
             entry,
             invalid_entry,
@@ -736,10 +740,9 @@ impl<'p> Emitter<'p> {
         }))
     }
 
-    /// The buffers, to keep for the next compilation.
-    fn into_scratch(self) -> buffers::Scratch {
-        buffers::Scratch {
-            code: self.a,
+    /// The code and the tables, to keep for the next compilation.
+    fn into_buffers(self) -> (CodeBuf, buffers::Scratch) {
+        let scratch = buffers::Scratch {
             labels: self.labels,
             fixups: self.fixups,
             blocks: self.blocks,
@@ -747,7 +750,8 @@ impl<'p> Emitter<'p> {
             oog_stubs: self.oog_stubs,
             panic_stubs: self.panic_stubs,
             access_stubs: self.access_stubs,
-        }
+        };
+        (self.a, scratch)
     }
 
     /// A stub that panics at instruction `i`.
@@ -766,7 +770,7 @@ fn join(p: &Program, parts: Vec<Part>) -> Result<Code, Error> {
     let mut total = 0u32;
     for part in &parts {
         bases.push(total);
-        total += part.scratch.code.0.len() as u32;
+        total += part.code.len() as u32;
     }
     // The shared labels' and the blocks' offsets.
     let mut shared = [UNBOUND; SHARED as usize];
@@ -802,7 +806,7 @@ fn join(p: &Program, parts: Vec<Part>) -> Result<Code, Error> {
             }
             let rel = i64::from(to) - (i64::from(at + base) + 4);
             let rel = i32::try_from(rel).map_err(|_| unencodable.clone())?;
-            s.code.0[at as usize..at as usize + 4].copy_from_slice(&rel.to_le_bytes());
+            part.code.bytes_mut()[at as usize..at as usize + 4].copy_from_slice(&rel.to_le_bytes());
         }
     }
     let find = |f: fn(&Part) -> Option<u32>| {
@@ -832,20 +836,23 @@ fn join(p: &Program, parts: Vec<Part>) -> Result<Code, Error> {
     }
 
     let count = parts.len();
-    let codes: Vec<&[u8]> = parts.iter().map(|q| &q.scratch.code.0[..]).collect();
-    let buf = buffers::MAPS.executable(&codes)?;
     let mut parts = parts.into_iter();
     let mut first = parts
         .next()
         .ok_or(Error::Unsupported("JIT: no code generated"))?;
     let mut starts = core::mem::take(&mut first.starts);
     buffers::give_back_scratch(first.scratch);
+    // One part: its buffer becomes the code. More: appended to the first.
+    let mut code = first.code;
     for (part, &base) in parts.zip(&bases[1..]) {
+        code.extend_from_slice(part.code.bytes());
+        buffers::give_back_code(part.code);
         starts.extend(part.starts.iter().map(|&o| o + base));
         buffers::give_back_scratch(part.scratch);
     }
+    let buf = buffers::ExecCode::new(code, &buffers::CODE)?;
     Ok(Code {
-        buf: ManuallyDrop::new(buf),
+        buf,
         len: total as usize,
         starts,
         jump_table,
@@ -856,8 +863,8 @@ fn join(p: &Program, parts: Vec<Part>) -> Result<Code, Error> {
 }
 
 /// The native address of `off` in `buf`.
-pub(super) fn addr(buf: &memmap2::Mmap, off: u32) -> *const u8 {
-    buf[off as usize..].as_ptr()
+pub(super) fn addr(buf: &buffers::ExecCode, off: u32) -> *const u8 {
+    buf.as_ptr().wrapping_add(off as usize)
 }
 
 use Bin::*;

@@ -129,18 +129,16 @@ impl CodeBuf {
     /// written in place.
     #[inline(always)]
     pub(super) fn put(&mut self, f: impl FnOnce(Ins) -> Ins) {
-        self.0.reserve(32);
-        let len = self.0.len();
-        // SAFETY: `reserve` made room for 32 bytes after `len`, which are
-        // zeroed here (so every byte the length then grows over is
-        // initialized); nothing else touches the vector until `f` returns,
-        // and `Ins` writes only within those 32 bytes. The length grows
-        // over the `n <= 16` bytes that hold the instruction.
+        self.reserve(32);
+        let p = self.spare();
+        // SAFETY: `reserve` made room for 32 bytes at `p`, which are zeroed
+        // here; nothing else touches the buffer until `f` returns, and
+        // `Ins` writes only within those 32 bytes. The length grows over
+        // the `n <= 16` bytes that hold the instruction.
         unsafe {
-            let p = self.0.as_mut_ptr().add(len);
             p.cast::<[u8; 32]>().write_unaligned([0; 32]);
             let ins = f(Ins { p, n: 0 });
-            self.0.set_len(len + ins.n.min(16));
+            self.advance(ins.n.min(16));
         }
     }
 }
@@ -346,15 +344,19 @@ mod tests {
     fn ours(f: impl FnOnce(&mut CodeBuf)) -> Vec<u8> {
         let mut a = CodeBuf::default();
         f(&mut a);
-        a.0
+        a.bytes().to_vec()
     }
 
     fn same(what: &str, ours: Vec<u8>, theirs: CodeBuf) {
-        assert_eq!(text(&ours), text(&theirs.0), "{what}: ours {ours:02x?}");
+        assert_eq!(
+            text(&ours),
+            text(theirs.bytes()),
+            "{what}: ours {ours:02x?}"
+        );
         assert!(
-            ours.len() <= theirs.0.len(),
+            ours.len() <= theirs.len(),
             "{what}: ours is longer: {ours:02x?} vs {:02x?}",
-            theirs.0
+            theirs.bytes()
         );
     }
 
