@@ -842,8 +842,14 @@ fn join(p: &Program, parts: Vec<Part>) -> Result<Code, Error> {
         .ok_or(Error::Unsupported("JIT: no code generated"))?;
     let mut starts = core::mem::take(&mut first.starts);
     buffers::give_back_scratch(first.scratch);
-    // One part: its buffer becomes the code. More: appended to the first.
+    // One part: its buffer becomes the code. More: copied one after the
+    // other into a buffer for all of them.
     let mut code = first.code;
+    if count > 1 {
+        let mut all = buffers::code_buf(total as usize);
+        all.extend_from_slice(code.bytes());
+        buffers::give_back_code(core::mem::replace(&mut code, all));
+    }
     for (part, &base) in parts.zip(&bases[1..]) {
         code.extend_from_slice(part.code.bytes());
         buffers::give_back_code(part.code);
