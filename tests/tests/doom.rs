@@ -181,14 +181,7 @@ fn doom_decodes_the_same_in_pieces_on_two_threads() {
             pvm_jit::Parallelism::TWO_THREADS,
         )
         .expect("DOOM decodes in pieces");
-        assert_eq!(one.instructions(), pieces.instructions());
-        assert_eq!(one.pcs(), pieces.pcs());
-        assert_eq!(one.jump_table_targets(), pieces.jump_table_targets());
-        assert_eq!(one.block_count(), pieces.block_count());
-        for b in 0..one.block_count() {
-            assert_eq!(one.block_start(b), pieces.block_start(b), "block {b}");
-            assert_eq!(one.block_cost(b), pieces.block_cost(b), "block {b}");
-        }
+        assert_same_program(&one, &pieces);
         // Decoded in pieces in the passes that generate the code.
         let jit = pvm_std::jit::compile(
             &code,
@@ -198,15 +191,7 @@ fn doom_decodes_the_same_in_pieces_on_two_threads() {
             pvm_jit::Parallelism::TWO_THREADS,
         );
         if let Ok(jit) = jit {
-            let fused = jit.program();
-            assert_eq!(one.instructions(), fused.instructions());
-            assert_eq!(one.pcs(), fused.pcs());
-            assert_eq!(one.jump_table_targets(), fused.jump_table_targets());
-            assert_eq!(one.block_count(), fused.block_count());
-            for b in 0..one.block_count() {
-                assert_eq!(one.block_start(b), fused.block_start(b), "block {b}");
-                assert_eq!(one.block_cost(b), fused.block_cost(b), "block {b}");
-            }
+            assert_same_program(&one, jit.program());
         } else {
             assert!(!pvm_jit::is_available(), "{:?}", jit.err());
         }
@@ -217,5 +202,17 @@ fn doom_decodes_the_same_in_pieces_on_two_threads() {
         for pc in 0..code.len() as u32 {
             assert_eq!(one.index_of(pc), pieces.index_of(pc), "pc {pc}");
         }
+    }
+}
+
+/// `a` and `b` have the same instructions, offsets, jump table and blocks.
+fn assert_same_program(a: &pvm_core::Program, b: &pvm_core::Program) {
+    assert_eq!(a.instructions(), b.instructions());
+    assert_eq!(a.pcs(), b.pcs());
+    assert_eq!(a.jump_table_targets(), b.jump_table_targets());
+    assert_eq!(a.block_count(), b.block_count());
+    for k in 0..a.block_count() {
+        assert_eq!(a.block_start(k), b.block_start(k), "block {k}");
+        assert_eq!(a.block_cost(k), b.block_cost(k), "block {k}");
     }
 }
