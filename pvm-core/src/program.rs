@@ -1427,39 +1427,28 @@ impl Program {
     /// Instruction `idx` (as [`instructions`](Self::instructions)`()[idx]`,
     /// without decoding the others if they were not kept).
     pub fn instruction(&self, idx: usize) -> Instruction {
-        if let Some(v) = self.insts.0.get() {
-            return v[idx];
+        match self.insts.0.get() {
+            Some(v) => v[idx],
+            None => self.decode_again(idx),
         }
-        if self.flags[idx] & flags::IMPLICIT_TRAP != 0 {
-            return Instruction::Trap(NoArgs);
-        }
-        let pc = self.pcs[idx];
-        codec::decode(
-            self.profile,
-            &self.blob.code,
-            pc,
-            self.blob.skip(pc as usize),
-        )
-        .unwrap_or(Instruction::Trap(NoArgs))
     }
 
     /// The decoded instructions, decoding them now if they were not kept.
     pub(crate) fn insts(&self) -> &[Instruction] {
-        self.insts.0.call_once(|| {
-            let code = &self.blob.code;
-            self.pcs
-                .iter()
-                .zip(&self.flags)
-                .map(|(&pc, &f)| {
-                    if f & flags::IMPLICIT_TRAP != 0 {
-                        return Instruction::Trap(NoArgs);
-                    }
-                    let skip = self.blob.skip(pc as usize);
-                    // Decoded once already, by the walk that validated it.
-                    codec::decode(self.profile, code, pc, skip).unwrap_or(Instruction::Trap(NoArgs))
-                })
-                .collect()
-        })
+        self.insts
+            .0
+            .call_once(|| (0..self.pcs.len()).map(|i| self.decode_again(i)).collect())
+    }
+
+    /// Instruction `idx` decoded from the blob (once already, by the walk
+    /// that validated it).
+    fn decode_again(&self, idx: usize) -> Instruction {
+        if self.flags[idx] & flags::IMPLICIT_TRAP != 0 {
+            return Instruction::Trap(NoArgs);
+        }
+        let pc = self.pcs[idx];
+        let skip = self.blob.skip(pc as usize);
+        codec::decode(self.profile, &self.blob.code, pc, skip).unwrap_or(Instruction::Trap(NoArgs))
     }
 
     /// The code offset of each instruction index.

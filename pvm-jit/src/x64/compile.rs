@@ -1,4 +1,5 @@
-//! One linear pass from a [`Program`]'s instructions to x86-64 code.
+//! One linear pass to x86-64 code: from a [`Program`]'s instructions, or
+//! from the blob as it is decoded ([`compile_blob`]).
 //!
 //! Machine state while guest code runs: `r15` = the base of the guest memory
 //! window; the [`Ctx`] (gas, exit slots, the register file as seen from
@@ -31,15 +32,20 @@
 //! Layout, per instruction `i` in code order: if `i` starts a gas block, a
 //! charge prologue (`gas -= cost`, out-of-gas if it would borrow), then the
 //! body (`starts[i]`). Static jumps go to the target's charge prologue,
-//! exactly as the interpreter's terminators charge the block they enter; a
-//! jump to the instruction that comes next in code order is omitted, as its
-//! prologue follows. The Rust side enters at a body after charging itself.
+//! exactly as the interpreter's terminators charge the block they enter;
+//! they are emitted with an empty `rel32` and resolved once the program is
+//! complete ([`Emitter::finish`]), as the charges' costs are filled in when
+//! the code is generated in the decoding pass ([`compile_blob`]). A
+//! `fallthrough`, and a branch not taken, emit nothing: the next
+//! instruction's charge prologue follows. The Rust side enters at a body
+//! after charging itself.
 //! Out-of-line stubs (out-of-gas, panics, the shared exits) come after the
 //! bodies (of the whole program, or of each piece when pieces are generated
 //! at the same time, see [`compile`]) and contain no guest memory access,
 //! so a faulting native offset always falls inside the body of the
-//! instruction that faulted. The instruction after a piece's last one is
-//! never reached by falling through: a jump to it is always emitted.
+//! instruction that faulted. After a piece's last instruction comes a jump
+//! to the next piece's first block (or, at the end of the code, a panic:
+//! GP 0.8's `fallthrough` or branch at the end), never its stubs.
 
 use super::buffers::{self, CodeBuf};
 use super::enc::{self, Alu, Load, Shift};
@@ -226,10 +232,11 @@ pub(super) enum Addressing {
 type Assembler = CodeBuf;
 
 /// A jump target in the code being generated: an index into
-/// [`Emitter::labels`]. Labels `0..blocks` are the gas blocks' charge
-/// prologues. (Our own, rather than `dynasmrt`'s dynamic labels: a label is
-/// 4 bytes and a reference 8, and the generator makes one or two of each
-/// per block, so this keeps compile time and memory down.)
+/// [`Emitter::labels`] (the shared exits first, then a part's own
+/// labels), or, with [`BLOCK`] set, a gas block's charge prologue (an
+/// index into the blocks' offsets). (Our own, rather than `dynasmrt`'s
+/// dynamic labels: a label is 4 bytes and a reference 8, which keeps
+/// compile time and memory down.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Label(u32);
 
