@@ -344,8 +344,9 @@ pub struct Program {
     insts: Insts,
     pub(crate) pcs: Vec<u32>,
     pub(crate) flags: Vec<u8>,
-    /// Resolved static target of each jump/branch (index), else INVALID_TARGET.
-    pub(crate) targets: Vec<u32>,
+    /// Resolved static target of each jump/branch (index), else
+    /// INVALID_TARGET: built on first use (see [`Targets`]).
+    targets: Targets,
     /// The jump table resolved to instruction indices.
     pub(crate) jump_table: Vec<u32>,
     /// First instruction index of each gas block (plus a sentinel at the end).
@@ -420,12 +421,15 @@ impl Drop for Program {
                 .map(core::mem::take)
                 .unwrap_or_default(),
             pcs: core::mem::take(&mut self.pcs),
-            targets: core::mem::take(&mut self.targets),
+            targets: match self.targets.resolved.get_mut() {
+                Some(t) => core::mem::take(t),
+                None => core::mem::take(self.targets.spare.get_mut()),
+            },
             flags: core::mem::take(&mut self.flags),
             block_starts: core::mem::take(&mut self.block_starts),
             block_costs: core::mem::take(&mut self.block_costs),
             block_bits: core::mem::take(&mut self.block_bits),
-            with_target: Vec::new(),
+            with_target: core::mem::take(&mut self.targets.noted),
         }
         .keep();
     }
@@ -580,6 +584,44 @@ impl core::fmt::Debug for Insts {
             Some(v) => write!(f, "Insts({} decoded)", v.len()),
             None => f.write_str("Insts(not decoded)"),
         }
+    }
+}
+
+/// The static targets, resolved (to instruction indices, or
+/// [`INVALID_TARGET`]) the first time they are asked for, from those the
+/// walk noted: the recompiler resolves its jumps itself, as the code is
+/// generated, and never needs the table.
+#[derive(Default)]
+struct Targets {
+    /// The instructions with a static target (index with [`target_kind`]
+    /// bits) and their target offsets, in code order.
+    noted: Vec<(u32, u32)>,
+    /// An empty table (of an earlier program) to resolve them into.
+    spare: spin::Mutex<Vec<u32>>,
+    resolved: spin::Once<Vec<u32>>,
+}
+
+impl Clone for Targets {
+    fn clone(&self) -> Self {
+        Targets {
+            noted: self.noted.clone(),
+            spare: spin::Mutex::new(Vec::new()),
+            resolved: match self.resolved.get() {
+                Some(v) => spin::Once::initialized(v.clone()),
+                None => spin::Once::new(),
+            },
+        }
+    }
+}
+
+impl core::fmt::Debug for Targets {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Targets({} noted", self.noted.len())?;
+        f.write_str(if self.resolved.is_completed() {
+            ", resolved)"
+        } else {
+            ")"
+        })
     }
 }
 
@@ -1273,7 +1315,11 @@ impl Program {
             },
             pcs: w.pcs,
             flags: w.flags,
-            targets: Vec::new(),
+            targets: Targets {
+                noted: core::mem::take(&mut w.with_target),
+                spare: spin::Mutex::new(core::mem::take(&mut w.targets)),
+                resolved: spin::Once::new(),
+            },
             jump_table: Vec::new(),
             block_starts: w.block_starts,
             block_costs: Vec::new(),
@@ -1283,14 +1329,6 @@ impl Program {
             block_rank: w.block_rank,
             compiled: Lazy::default(),
         };
-        // Static targets: only the instructions that have one were noted.
-        let mut targets = core::mem::take(&mut w.targets);
-        targets.resize(program.pcs.len(), INVALID_TARGET);
-        for &(x, target) in &w.with_target {
-            let idx = (x & !target_kind::MASK) as usize;
-            targets[idx] = program.resolve_static_target(idx, x & target_kind::MASK, target);
-        }
-        program.targets = targets;
         program.jump_table = program
             .blob
             .jump_table
@@ -1467,7 +1505,25 @@ impl Program {
     /// [`INVALID_TARGET`]. Under 0.8 a branch whose target *or* fall-through
     /// is not in ϖ resolves to `INVALID_TARGET` (it always panics).
     pub fn static_target(&self, idx: usize) -> u32 {
-        self.targets[idx]
+        self.targets()[idx]
+    }
+
+    /// Every instruction's [`static_target`](Self::static_target).
+    pub fn static_targets(&self) -> &[u32] {
+        self.targets.resolved.call_once(|| {
+            // Only the instructions that have one were noted.
+            let mut targets = core::mem::take(&mut *self.targets.spare.lock());
+            targets.resize(self.pcs.len(), INVALID_TARGET);
+            for &(x, target) in &self.targets.noted {
+                let idx = (x & !target_kind::MASK) as usize;
+                targets[idx] = self.resolve_static_target(idx, x & target_kind::MASK, target);
+            }
+            targets
+        })
+    }
+
+    fn targets(&self) -> &[u32] {
+        self.static_targets()
     }
 
     /// What the static jump, branch or `fallthrough` at `idx` does once the
@@ -1484,7 +1540,7 @@ impl Program {
                 _ => return Transfer::None,
             },
         };
-        let t = self.targets[idx];
+        let t = self.targets()[idx];
         if t != INVALID_TARGET {
             return Transfer::To(t as usize);
         }
@@ -1512,6 +1568,30 @@ impl Program {
         // Block starts at or before `idx`; index 0 always starts one.
         let upto = self.block_bits[word] & (u64::MAX >> (63 - bit));
         (self.block_rank[word] + upto.count_ones()) as usize - 1
+    }
+
+    /// The gas block a static jump (`branch` false: `jump`,
+    /// `load_imm_jump`) or branch at `idx`, to code offset `target`, enters
+    /// when taken, or `None` if taking it panics: the block starting at
+    /// [`static_target`](Self::static_target)`(idx)`, answered from the
+    /// instruction itself (a code generator that has it needs no table of
+    /// resolved targets).
+    pub fn jump_block(&self, idx: usize, branch: bool, target: u32) -> Option<usize> {
+        let kind = if branch {
+            target_kind::BRANCH
+        } else {
+            target_kind::JUMP
+        };
+        let t = self.resolve_static_target(idx, kind, target);
+        if t == INVALID_TARGET {
+            return None;
+        }
+        // Targets are in ϖ, which only holds block starts.
+        let t = t as usize;
+        let (word, bit) = (t / 64, t % 64);
+        let w = *self.block_bits.get(word)?;
+        (w >> bit & 1 != 0)
+            .then(|| (self.block_rank[word] + (w & !(u64::MAX << bit)).count_ones()) as usize)
     }
 
     /// Builds the interpreter's form of the program now. Without this, the
@@ -1591,8 +1671,11 @@ mod tests {
         let after = Program::from_bytes(&small, Profile::V0_8).unwrap();
         assert_eq!(after.instructions(), before.instructions());
         assert_eq!(after.pcs, before.pcs);
-        assert_eq!(after.targets, before.targets);
-        assert_eq!(after.targets, [INVALID_TARGET, 2, 2, INVALID_TARGET]);
+        assert_eq!(after.static_targets(), before.static_targets());
+        assert_eq!(
+            after.static_targets(),
+            [INVALID_TARGET, 2, 2, INVALID_TARGET]
+        );
     }
 
     #[test]
@@ -1892,7 +1975,7 @@ mod tests {
                     assert_eq!(a.instructions(), b.instructions(), "seed {seed}");
                     assert_eq!(a.pcs, b.pcs, "seed {seed}");
                     assert_eq!(a.flags, b.flags, "seed {seed}");
-                    assert_eq!(a.targets, b.targets, "seed {seed}");
+                    assert_eq!(a.static_targets(), b.static_targets(), "seed {seed}");
                     assert_eq!(a.jump_table, b.jump_table, "seed {seed}");
                     assert_eq!(a.block_starts, b.block_starts, "seed {seed}");
                     assert_eq!(a.block_costs, b.block_costs, "seed {seed}");
@@ -1950,7 +2033,7 @@ mod tests {
         assert!(!p.is_block_start(3));
         assert!(p.is_block_start(5));
         assert_eq!(p.block_count(), 2);
-        assert_eq!(p.targets[1], 0);
+        assert_eq!(p.static_targets()[1], 0);
     }
 
     /// The GP's `skip` exactly as written: the first `j` with

@@ -239,10 +239,10 @@ pub(crate) fn compile(p: &Program) -> Compiled {
         costs: alloc::vec![0; n],
     };
     let mut stubs: Vec<(usize, u32)> = Vec::new(); // (op index, pc) needing a PanicAt stub
-    for i in 0..n {
+    let targets = p.static_targets();
+    for (i, &target) in targets.iter().enumerate().take(n) {
         let pc = p.pcs[i];
         let implicit = p.flags[i] & flags::IMPLICIT_TRAP != 0;
-        let target = p.targets[i];
         let mut op = if implicit {
             Op::new(H::Trap)
         } else {

@@ -303,6 +303,11 @@ impl ExecCode {
         self.map.as_ref().map_or(core::ptr::null(), |m| m.as_ptr())
     }
 
+    /// The byte at `off` (the mapping stays readable while executable).
+    pub fn byte(&self, off: usize) -> Option<u8> {
+        self.map.as_ref()?.get(off).copied()
+    }
+
     /// The mapping's length (the code and what follows it).
     #[cfg(test)]
     fn capacity(&self) -> usize {
@@ -337,7 +342,7 @@ pub(super) struct Scratch {
     pub labels: Vec<u32>,
     pub fixups: Vec<(u32, u32)>,
     pub blocks: Vec<u32>,
-    pub deferred: Vec<(u32, u32)>,
+    pub deferred: Vec<(u32, u32, u32)>,
     pub oog_stubs: Vec<(u32, u32)>,
     pub panic_stubs: Vec<(Label, u32)>,
     pub access_stubs: Vec<(Label, u32)>,

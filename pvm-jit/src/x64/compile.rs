@@ -30,8 +30,9 @@
 //! before touching memory if one does not allow it.
 //!
 //! Layout, per instruction `i` in code order: if `i` starts a gas block, a
-//! charge prologue (`gas -= cost`, out-of-gas if it would borrow), then the
-//! body (`starts[i]`). Static jumps go to the target's charge prologue,
+//! charge prologue (`gas -= cost`, out-of-gas if it would borrow: a trap
+//! on the prologue's own bytes with hardware checks, see
+//! [`Emitter::emit_charge`]), then the body (`starts[i]`). Static jumps go to the target's charge prologue,
 //! exactly as the interpreter's terminators charge the block they enter;
 //! they are emitted with an empty `rel32` and resolved once the program is
 //! complete ([`Emitter::finish`]), as the charges' costs are filled in when
@@ -39,9 +40,10 @@
 //! `fallthrough`, and a branch not taken, emit nothing: the next
 //! instruction's charge prologue follows. The Rust side enters at a body
 //! after charging itself.
-//! Out-of-line stubs (out-of-gas, panics, the shared exits) come after the
-//! bodies (of the whole program, or of each piece when pieces are generated
-//! at the same time, see [`compile`]) and contain no guest memory access,
+//! Out-of-line stubs (out-of-gas with explicit checks, panics, the shared
+//! exits) come after the bodies (of the whole program, or of each piece
+//! when pieces are generated at the same time, see [`compile`]) and
+//! contain no guest memory access,
 //! so a faulting native offset always falls inside the body of the
 //! instruction that faulted. After a piece's last instruction comes a jump
 //! to the next piece's first block (or, at the end of the code, a panic:
@@ -72,8 +74,21 @@ pub(super) struct Code {
     pub entry: u32,
     /// Native offset of the page-fault stub the signal handler resumes at.
     pub fault_stub: u32,
+    /// Native offset of the stub it resumes at when a charge traps.
+    pub oog_stub: u32,
     /// How many parts were generated separately and joined.
     pub parts: usize,
+}
+
+impl Code {
+    /// The code byte at native offset `off`.
+    pub fn byte(&self, off: usize) -> Option<u8> {
+        if off < self.len {
+            self.buf.byte(off)
+        } else {
+            None
+        }
+    }
 }
 
 impl Drop for Code {
@@ -90,8 +105,11 @@ const fn reg_off(r: u8) -> i32 {
     ctx_off(offset_of!(Ctx, regs) + 8 * r as usize)
 }
 const GAS: i32 = ctx_off(offset_of!(Ctx, gas));
-// The charge prologue encodes GAS as an 8-bit displacement.
-const _: () = assert!(GAS >= -128 && GAS < 0);
+/// The charge prologue's 8-bit displacement of the gas: `aam`, which is no
+/// instruction in 64-bit mode (#UD). A charge that borrows jumps back onto
+/// it, and the CPU raises SIGILL there (see `emit_charge`).
+pub(super) const GAS_BYTE: u8 = 0xD4;
+const _: () = assert!(GAS == GAS_BYTE as i8 as i32);
 const EXIT_IDX: i32 = ctx_off(offset_of!(Ctx, exit_idx));
 const EXIT_ARG: i32 = ctx_off(offset_of!(Ctx, exit_arg));
 const JT_PTR: i32 = ctx_off(offset_of!(Ctx, jt_ptr));
@@ -283,8 +301,8 @@ struct Emitter<'p> {
     fixups: Vec<(u32, u32)>,
     /// Static jumps, branches and `load_imm_jump`s, resolved once the
     /// program is complete: offset of the `rel32` field, instruction index
-    /// (with [`JCC`] for a conditional branch).
-    deferred: Vec<(u32, u32)>,
+    /// (with [`JCC`] for a conditional branch), target code offset.
+    deferred: Vec<(u32, u32, u32)>,
     /// Native offset of each instruction's body.
     starts: Vec<u32>,
     /// Out-of-gas stubs: label, instruction (the first of the block).
@@ -314,6 +332,7 @@ struct Part {
     entry: Option<u32>,
     invalid_entry: Option<u32>,
     fault_stub: Option<u32>,
+    oog_stub: Option<u32>,
 }
 
 /// The labels every part shares (bound in the last); a part's own labels
@@ -603,20 +622,14 @@ impl<'p> Emitter<'p> {
         } else if end > 0 {
             self.panic(end - 1);
         }
-        let unresolved = Error::Unsupported("JIT: a jump target that does not start a gas block");
         let mut deferred = core::mem::take(&mut self.deferred);
-        for &(at, x) in &deferred {
+        for &(at, x, target) in &deferred {
             let i = (x & !JCC) as usize;
             // What `Program::transfer` says, from the resolved target and
             // the kind of jump: a `jmp` without a target panics when taken
             // (as `jump` and `load_imm_jump` do); a branch without one
             // panics when taken under 0.7, either way under 0.8.
-            let t = p.static_target(i);
-            let to = if t != INVALID_TARGET {
-                let b = p.block_of(t as usize);
-                if p.block_start(b) != t as usize {
-                    return Err(unresolved);
-                }
+            let to = if let Some(b) = p.jump_block(i, x & JCC != 0, target) {
                 Label(BLOCK | b as u32)
             } else {
                 if x & JCC != 0 && p.profile() == pvm_core::Profile::V0_8 {
@@ -679,7 +692,7 @@ impl<'p> Emitter<'p> {
         }
         stubs.clear();
         self.panic_stubs = stubs;
-        let (mut invalid_entry, mut fault_stub) = (None, None);
+        let (mut invalid_entry, mut fault_stub, mut oog_stub) = (None, None, None);
         if last {
             // Dynamic jump: eax = address, EXIT_IDX = the jumping instruction.
             let halt = self.new_label();
@@ -710,6 +723,9 @@ impl<'p> Emitter<'p> {
             self.jmp(EPILOGUE);
             self.bind(OOG_COMMON);
             dynasm!(self.a ; .arch x64 ; mov eax, exit_kind::OUT_OF_GAS as i32);
+            self.jmp(EPILOGUE);
+            oog_stub = Some(self.a.offset().0 as u32);
+            dynasm!(self.a ; .arch x64 ; mov eax, exit_kind::OUT_OF_GAS_TRAP as i32);
             self.jmp(EPILOGUE);
             fault_stub = Some(self.a.offset().0 as u32);
             dynasm!(self.a ; .arch x64 ; mov eax, exit_kind::PAGE_FAULT as i32);
@@ -744,6 +760,7 @@ impl<'p> Emitter<'p> {
             entry,
             invalid_entry,
             fault_stub,
+            oog_stub,
         }))
     }
 
@@ -828,6 +845,7 @@ fn join(p: &Program, parts: Vec<Part>) -> Result<Code, Error> {
     let entry = find(|q| q.entry)?;
     let invalid_entry = find(|q| q.invalid_entry)?;
     let fault_stub = find(|q| q.fault_stub)?;
+    let oog_stub = find(|q| q.oog_stub)?;
 
     // Jump table: native offsets of the entries' charge prologues.
     let mut jump_table = Vec::with_capacity(p.jump_table_targets().len());
@@ -871,6 +889,7 @@ fn join(p: &Program, parts: Vec<Part>) -> Result<Code, Error> {
         jump_table,
         entry,
         fault_stub,
+        oog_stub,
         parts: count,
     })
 }
@@ -905,10 +924,10 @@ impl Emitter<'_> {
     /// `op` followed by a `rel32` field to the static target of
     /// instruction `i` (see [`Emitter::finish`]).
     #[inline(always)]
-    fn op_deferred<const N: usize>(&mut self, op: [u8; N], i: usize, flag: u32) {
+    fn op_deferred<const N: usize>(&mut self, op: [u8; N], i: usize, flag: u32, target: u32) {
         let at = self.a.offset().0 + N;
         self.a.put(|x| x.op_rel32(op));
-        self.deferred.push((at as u32, i as u32 | flag));
+        self.deferred.push((at as u32, i as u32 | flag, target));
     }
 
     /// `jmp l`.
@@ -921,42 +940,69 @@ impl Emitter<'_> {
         self.op_rel32([0x0F, 0x80 | code], l);
     }
 
-    /// The charge prologue of the block instruction `i` starts.
+    /// The charge prologue of the block instruction `i` starts:
+    /// `sub qword [r15 + GAS], cost` then, if it borrowed, out of gas.
+    ///
+    /// With hardware checks (the signal handler installed) that is a `jb`
+    /// back onto the `sub`'s displacement byte, [`GAS_BYTE`]: executed, it
+    /// is an invalid instruction, and `signal.rs` resumes at the stub that
+    /// makes the trap the block's out-of-gas exit (the run loop finds the
+    /// block from the trapping offset). Two bytes per block, and no stub.
+    /// With explicit checks (no handler) it is a `jb` to a stub of the
+    /// block's own.
     fn emit_charge(&mut self, i: usize) {
         let block = self.blocks.len();
         self.blocks.push(self.a.offset().0 as u32);
+        let trap = self.addressing != Addressing::Checked;
+        // `jb rel8` back onto the displacement of a `sub` of `len` bytes
+        // ending here whose displacement byte is at offset 3 (the 64-bit
+        // cost's `sub` follows its `mov`: the same holds from the `sub`).
+        let back = |len: i8| [0x72, (3 - len - 2) as u8];
         let Some(p) = self.costs else {
             // `sub qword [r15 + GAS], imm32`, the immediate filled in by
             // `finish`. REX.W+B, 81 /5, ModRM (mod 01, reg 5, rm r15&7),
             // disp8, imm32.
-            // Then `jb` to the out-of-gas stub (its `rel32` filled in by
-            // `finish` too).
-            self.a.put(|x| {
-                x.bytes([0x49, 0x81, 0x6F, GAS as i8 as u8, 0, 0, 0, 0])
-                    .op_rel32([0x0F, 0x80 | cc::B])
-            });
-            let at = self.a.offset().0 as u32 - 4;
-            self.oog_stubs.push((at, i as u32));
+            let sub = [0x49, 0x81, 0x6F, GAS_BYTE, 0, 0, 0, 0];
+            if trap {
+                self.a.put(|x| x.bytes(sub).bytes(back(8)));
+            } else {
+                // Then `jb` to the out-of-gas stub (its `rel32` filled in
+                // by `finish` too).
+                self.a.put(|x| x.bytes(sub).op_rel32([0x0F, 0x80 | cc::B]));
+                let at = self.a.offset().0 as u32 - 4;
+                self.oog_stubs.push((at, i as u32));
+            }
             return;
         };
         let cost = p.block_cost(self.first_block + block);
         if cost == 0 {
             return;
         }
-        if let Ok(c) = i8::try_from(cost) {
-            // `sub qword [r15 + GAS], imm8` with an 8-bit displacement:
-            // 5 bytes (dynasm would use 32-bit fields for both, 11 bytes).
-            // REX.W+B, 83 /5, ModRM (mod 01, reg 5, rm r15&7), disp8, imm8.
+        let len = if let Ok(c) = i8::try_from(cost) {
+            // `sub qword [r15 + GAS], imm8`: REX.W+B, 83 /5, ModRM (mod 01,
+            // reg 5, rm r15&7), disp8, imm8.
             self.a
-                .put(|x| x.bytes([0x49, 0x83, 0x6F, GAS as i8 as u8, c as u8]));
+                .put(|x| x.bytes([0x49, 0x83, 0x6F, GAS_BYTE, c as u8]));
+            5
         } else if let Ok(c) = i32::try_from(cost) {
-            dynasm!(self.a ; .arch x64 ; sub QWORD [r15 + GAS], c);
+            let c = c.to_le_bytes();
+            self.a
+                .put(|x| x.bytes([0x49, 0x81, 0x6F, GAS_BYTE, c[0], c[1], c[2], c[3]]));
+            8
         } else {
-            dynasm!(self.a ; .arch x64 ; mov rax, QWORD cost as i64 ; sub QWORD [r15 + GAS], rax);
+            // `mov rax, imm64`, then `sub qword [r15 + GAS], rax`: REX.W+B,
+            // 29 /r, ModRM (mod 01, reg rax, rm r15&7), disp8.
+            dynasm!(self.a ; .arch x64 ; mov rax, QWORD cost as i64);
+            self.a.put(|x| x.bytes([0x49, 0x29, 0x47, GAS_BYTE]));
+            4
+        };
+        if trap {
+            self.a.put(|x| x.bytes(back(len)));
+        } else {
+            self.a.put(|x| x.op_rel32([0x0F, 0x80 | cc::B]));
+            let at = self.a.offset().0 as u32 - 4;
+            self.oog_stubs.push((at, i as u32));
         }
-        self.a.put(|x| x.op_rel32([0x0F, 0x80 | cc::B]));
-        let at = self.a.offset().0 as u32 - 4;
-        self.oog_stubs.push((at, i as u32));
     }
 
     fn exit(&mut self, i: usize, kind: u32, arg: u32) {
@@ -979,8 +1025,8 @@ impl Emitter<'_> {
 
     /// The static jump of instruction `i` (resolved by `finish`: to its
     /// target's charge prologue, or a panic).
-    fn jump(&mut self, i: usize) {
-        self.op_deferred([0xE9], i, 0);
+    fn jump(&mut self, i: usize, target: u32) {
+        self.op_deferred([0xE9], i, 0, target);
     }
 
     // --- guest registers ---------------------------------------------------
@@ -1507,7 +1553,7 @@ impl Emitter<'_> {
     }
 
     /// A conditional branch `if reg[a] CC y goto target else goto i + 1`.
-    fn branch(&mut self, i: usize, a: u8, y: Src, cond: Cc) {
+    fn branch(&mut self, i: usize, a: u8, y: Src, cond: Cc, target: u32) {
         let ra = host(a);
         match y {
             Src::R(b) => enc::alu_rr(&mut self.a, true, Alu::Cmp, ra, host(b)),
@@ -1530,7 +1576,7 @@ impl Emitter<'_> {
         // The target is resolved by `finish`; not taken, the next
         // instruction's charge prologue follows (or what `finish` puts
         // after the last).
-        self.op_deferred([0x0F, 0x80 | code], i, JCC);
+        self.op_deferred([0x0F, 0x80 | code], i, JCC, target);
     }
 
     #[inline(always)]
@@ -1542,7 +1588,7 @@ impl Emitter<'_> {
             // The next instruction's charge prologue follows (or what
             // `finish` puts after the last).
             I::Fallthrough(_) => {}
-            I::Jump(_) => self.jump(i),
+            I::Jump(x) => self.jump(i, x.target),
             I::Unlikely(_) => {}
             I::Ecalli(x) => self.exit(i, exit_kind::HOST_CALL, x.imm),
             I::LoadImm64(x) => {
@@ -1579,18 +1625,18 @@ impl Emitter<'_> {
             I::LoadImmJump(x) => {
                 // The register is written even when the jump then panics.
                 self.load_to(host(r(x.a)), Src::Imm(x.imm));
-                self.jump(i);
+                self.jump(i, x.target);
             }
-            I::BranchEqImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::Eq),
-            I::BranchNeImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::Ne),
-            I::BranchLtUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LtU),
-            I::BranchLeUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LeU),
-            I::BranchGeUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GeU),
-            I::BranchGtUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GtU),
-            I::BranchLtSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LtS),
-            I::BranchLeSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LeS),
-            I::BranchGeSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GeS),
-            I::BranchGtSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GtS),
+            I::BranchEqImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::Eq, x.target),
+            I::BranchNeImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::Ne, x.target),
+            I::BranchLtUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LtU, x.target),
+            I::BranchLeUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LeU, x.target),
+            I::BranchGeUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GeU, x.target),
+            I::BranchGtUImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GtU, x.target),
+            I::BranchLtSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LtS, x.target),
+            I::BranchLeSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LeS, x.target),
+            I::BranchGeSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GeS, x.target),
+            I::BranchGtSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GtS, x.target),
             I::MoveReg(x) => self.unary(r(x.d), r(x.a), |a, d, s| {
                 if d != s {
                     dynasm!(a ; .arch x64 ; mov Rq(d), Rq(s));
@@ -1704,12 +1750,12 @@ impl Emitter<'_> {
             I::RotR64ImmAlt(x) => self.bin(RotR64, r(x.a), Src::Imm(x.imm), Src::R(r(x.b))),
             I::RotR32Imm(x) => self.bin(RotR32, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
             I::RotR32ImmAlt(x) => self.bin(RotR32, r(x.a), Src::Imm(x.imm), Src::R(r(x.b))),
-            I::BranchEq(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::Eq),
-            I::BranchNe(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::Ne),
-            I::BranchLtU(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::LtU),
-            I::BranchLtS(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::LtS),
-            I::BranchGeU(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::GeU),
-            I::BranchGeS(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::GeS),
+            I::BranchEq(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::Eq, x.target),
+            I::BranchNe(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::Ne, x.target),
+            I::BranchLtU(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::LtU, x.target),
+            I::BranchLtS(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::LtS, x.target),
+            I::BranchGeU(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::GeU, x.target),
+            I::BranchGeS(x) => self.branch(i, r(x.a), Src::R(r(x.b)), Cc::GeS, x.target),
             I::LoadImmJumpInd(x) => {
                 // The target uses B before A is written (they may be one register).
                 self.ea_reg(r(x.b), x.y);

@@ -22,11 +22,18 @@ pub(crate) mod exit_kind {
     pub const HOST_CALL: u32 = 4;
     /// An explicit access check failed (`MemoryChecks::Explicit`).
     pub const ACCESS_FAULT: u32 = 5;
+    /// A charge prologue borrowed and trapped (see `signal.rs`); the run
+    /// loop finds the block and makes it an [`OUT_OF_GAS`] exit.
+    pub const OUT_OF_GAS_TRAP: u32 = 6;
 }
 
 /// The state native code reads and writes, just below the guest window
-/// (at `r15 - size_of::<Ctx>()`; the hottest fields, `gas` and `regs`, come
-/// last so that their offsets fit in one byte).
+/// (at `r15 - size_of::<Ctx>()`). The hottest fields, the registers and
+/// the gas, come last so that their offsets fit in one byte; the gas sits
+/// exactly 44 bytes below the window (unaligned, as two halves): the
+/// displacement of every charge prologue is then the byte 0xD4, which is
+/// no instruction in 64-bit mode, and a charge that borrows jumps back onto
+/// it (see `compile.rs` and `signal.rs`).
 #[repr(C)]
 #[derive(Debug)]
 pub(crate) struct Ctx {
@@ -34,15 +41,28 @@ pub(crate) struct Ctx {
     pub fault_rip: u64,
     pub fault_addr: u64,
     pub jt_ptr: *const u64,
-    pub jt_len: u64,
     pub exit_idx: u32,
     pub exit_arg: u32,
+    pub regs: [u64; 13],
+    _pad: u32,
+    /// The gas left, low half first (see [`Ctx::gas`]).
+    gas: [u32; 2],
+    _pad2: u32,
     /// Scratch for the code generator.
     pub tmp: u64,
+    pub jt_len: u64,
     /// The host's GS base while guest code runs with GS at the window.
     pub saved_gs: u64,
-    pub regs: [u64; 13],
-    pub gas: u64,
+    _reserved: u64,
+}
+
+impl Ctx {
+    pub fn gas(&self) -> u64 {
+        u64::from(self.gas[0]) | u64::from(self.gas[1]) << 32
+    }
+    pub fn set_gas(&mut self, gas: u64) {
+        self.gas = [gas as u32, (gas >> 32) as u32];
+    }
 }
 
 /// The read-write page in front of the guest window that holds the [`Ctx`].
@@ -131,7 +151,10 @@ impl GuestMemory {
                 tmp: 0,
                 saved_gs: 0,
                 regs: [0; 13],
-                gas: 0,
+                _pad: 0,
+                gas: [0; 2],
+                _pad2: 0,
+                _reserved: 0,
             });
         }
         Ok(mem)
@@ -450,7 +473,7 @@ impl core::fmt::Debug for JitInstance {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("JitInstance")
             .field("pc", &self.cur.pc())
-            .field("gas", &self.mem.ctx().gas)
+            .field("gas", &self.mem.ctx().gas())
             .field("regs", &self.mem.ctx().regs)
             .field("code_bytes", &self.code.len)
             .finish()
@@ -671,10 +694,10 @@ impl JitInstance {
         self.cur.set_pc(pc);
     }
     pub fn gas(&self) -> u64 {
-        self.mem.ctx().gas
+        self.mem.ctx().gas()
     }
     pub fn set_gas(&mut self, gas: u64) {
-        self.mem.ctx_mut().gas = gas;
+        self.mem.ctx_mut().set_gas(gas);
     }
     /// Whether the current block's gas is already paid.
     pub fn gas_charged(&self) -> bool {
@@ -699,7 +722,10 @@ impl JitInstance {
 
     /// Runs until an exit, with exactly the interpreter's semantics.
     pub fn run(&mut self) -> Result<Exit, Error> {
-        let i = match self.cur.start(&self.program, &mut self.mem.ctx_mut().gas)? {
+        let mut gas = self.mem.ctx().gas();
+        let started = self.cur.start(&self.program, &mut gas);
+        self.mem.ctx_mut().set_gas(gas);
+        let i = match started? {
             Ok(i) => i,
             Err(exit) => return Ok(exit),
         };
@@ -722,6 +748,7 @@ impl JitInstance {
             code_start,
             code_end: code_start + self.code.len,
             fault_stub: compile::addr(buf, self.code.fault_stub) as usize,
+            oog_stub: compile::addr(buf, self.code.oog_stub) as usize,
             fault_rip,
             fault_addr,
         });
@@ -737,13 +764,33 @@ impl JitInstance {
         };
         signal::set_running(signal::Running::NONE);
 
+        let kind = if kind == exit_kind::OUT_OF_GAS_TRAP {
+            // A charge prologue borrowed and jumped onto its displacement
+            // byte: the block it charges for starts at the first body after.
+            let off = self.mem.ctx().fault_rip as u32;
+            let idx = self.code.starts.partition_point(|&s| s <= off);
+            let is_charge = |idx: usize| {
+                idx < self.program.pcs().len()
+                    && self.program.block_start(self.program.block_of(idx)) == idx
+                    && self.code.byte(off as usize) == Some(compile::GAS_BYTE)
+            };
+            if !is_charge(idx) {
+                return Err(Error::Unsupported(
+                    "JIT: an invalid instruction outside a charge prologue",
+                ));
+            }
+            self.mem.ctx_mut().exit_idx = idx as u32;
+            exit_kind::OUT_OF_GAS
+        } else {
+            kind
+        };
         if kind == exit_kind::OUT_OF_GAS {
             // The charge prologue took the block's cost and borrowed: give
             // it back (out-of-gas leaves gas unchanged).
             let idx = self.mem.ctx().exit_idx as usize;
             let cost = self.program.block_cost(self.program.block_of(idx));
-            let gas = &mut self.mem.ctx_mut().gas;
-            *gas = gas.wrapping_add(cost);
+            let ctx = self.mem.ctx_mut();
+            ctx.set_gas(ctx.gas().wrapping_add(cost));
         }
         let ctx = self.mem.ctx();
         let (idx, exit) = match kind {
@@ -852,6 +899,40 @@ mod tests {
         let fused = JitInstance::from_blob(blob, Profile::V0_8, model, MemoryChecks::Hardware);
         let fused = fused.unwrap();
         [(p.clone(), JitInstance::new(&p).unwrap()), (p, fused)]
+    }
+
+    #[test]
+    fn charges_trap_onto_their_displacement_with_hardware_checks_only() {
+        // Blocks of costs 1..=3 and 200 (8- and 32-bit immediates), compiled
+        // from the program and in the decoding pass, and with explicit
+        // checks: with the signal handler, a charge ends in a `jb rel8`
+        // back onto the byte 0xD4 (its displacement); without, in a
+        // `jb rel32` to a stub.
+        let text = format!(
+            "jump a\na:\nfallthrough\nb:\nadd_64 r1, r1, r2\nfallthrough\n{}trap\n",
+            "add_64 r1, r1, r2\n".repeat(199)
+        );
+        let [(p, a), (_, b)] = both_ways(&text, &pvm_core::gas::Naive);
+        let checked = JitInstance::with_checks(&p, MemoryChecks::Explicit).unwrap();
+        for (way, vm) in [a, b, checked].iter().enumerate() {
+            for block in 0..p.block_count() {
+                let start = vm.code.starts[p.block_start(block)] as usize;
+                let byte = |k: usize| vm.code.byte(k).unwrap();
+                if way < 2 {
+                    assert_eq!(byte(start - 2), 0x72, "way {way}, block {block}");
+                    let back = start as isize + isize::from(byte(start - 1) as i8);
+                    assert_eq!(
+                        byte(back as usize),
+                        compile::GAS_BYTE,
+                        "way {way}, block {block}"
+                    );
+                    // REX.W+B, then 81 /5 or 83 /5, ModRM, disp8.
+                    assert_eq!(byte(back as usize - 3), 0x49);
+                } else {
+                    assert_eq!([byte(start - 6), byte(start - 5)], [0x0F, 0x82]);
+                }
+            }
+        }
     }
 
     #[test]

@@ -33,6 +33,16 @@
 //! fault (Rust code, another thread, no instance running) is passed to the
 //! handler that was installed before ours, or to the default action.
 //!
+//! Out of gas is a fault too. Every charge prologue with hardware checks
+//! is `sub qword [r15 + disp8], cost` followed by a `jb` back onto its own
+//! displacement byte, 0xD4 (the context is laid out so that the gas is
+//! there), which is no instruction in 64-bit mode: a charge that borrows
+//! raises SIGILL with `rip` on that byte, having touched nothing but the
+//! gas. The handler checks that `rip` is in the running instance's code
+//! and holds that byte, records the offset the same way and resumes at the
+//! out-of-gas stub; the run loop then finds the block that follows and
+//! gives its cost back. Any other SIGILL is chained like any other fault.
+//!
 //! The handler only reads a thread-local `Cell` with a constant initialiser
 //! (no lazy initialisation, no allocation) and writes two plain words through
 //! the context pointer, which the running instance owns and does not touch
@@ -48,6 +58,8 @@ pub(super) struct Running {
     pub code_start: usize,
     pub code_end: usize,
     pub fault_stub: usize,
+    /// Where a charge that trapped resumes.
+    pub oog_stub: usize,
     pub fault_rip: *mut u64,
     pub fault_addr: *mut u64,
 }
@@ -57,6 +69,7 @@ impl Running {
         code_start: 0,
         code_end: 0,
         fault_stub: 0,
+        oog_stub: 0,
         fault_rip: core::ptr::null_mut(),
         fault_addr: core::ptr::null_mut(),
     };
@@ -80,13 +93,18 @@ unsafe impl Send for Prev {}
 
 static PREV_SEGV: OnceLock<Prev> = OnceLock::new();
 static PREV_BUS: OnceLock<Prev> = OnceLock::new();
+static PREV_ILL: OnceLock<Prev> = OnceLock::new();
 static INSTALL: Once = Once::new();
 
-/// Installs the handler for SIGSEGV and SIGBUS once per process.
+/// Installs the handler for SIGSEGV, SIGBUS and SIGILL once per process.
 pub(super) fn install() -> Result<(), pvm_core::Error> {
     let mut ok = true;
     INSTALL.call_once(|| {
-        for (sig, slot) in [(libc::SIGSEGV, &PREV_SEGV), (libc::SIGBUS, &PREV_BUS)] {
+        for (sig, slot) in [
+            (libc::SIGSEGV, &PREV_SEGV),
+            (libc::SIGBUS, &PREV_BUS),
+            (libc::SIGILL, &PREV_ILL),
+        ] {
             // SAFETY: zeroed `sigaction` is a valid value to fill in; we pass
             // valid pointers to sigemptyset/sigaction, and the handler has
             // the SA_SIGINFO signature.
@@ -103,6 +121,7 @@ pub(super) fn install() -> Result<(), pvm_core::Error> {
                 libc::sigfillset(&mut sa.sa_mask);
                 libc::sigdelset(&mut sa.sa_mask, libc::SIGSEGV);
                 libc::sigdelset(&mut sa.sa_mask, libc::SIGBUS);
+                libc::sigdelset(&mut sa.sa_mask, libc::SIGILL);
                 let mut old: libc::sigaction = core::mem::zeroed();
                 if libc::sigaction(sig, &sa, &mut old) != 0 {
                     ok = false;
@@ -115,7 +134,7 @@ pub(super) fn install() -> Result<(), pvm_core::Error> {
         Ok(())
     } else {
         Err(pvm_core::Error::Unsupported(
-            "cannot install the JIT's SIGSEGV/SIGBUS handler",
+            "cannot install the JIT's SIGSEGV/SIGBUS/SIGILL handler",
         ))
     }
 }
@@ -126,7 +145,14 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut lib
         // SAFETY: the kernel passes a valid ucontext for SA_SIGINFO handlers.
         let ctx = unsafe { &mut *(uc as *mut libc::ucontext_t) };
         let rip = ctx.uc_mcontext.gregs[libc::REG_RIP as usize] as usize;
-        if rip >= r.code_start && rip < r.code_end {
+        let inside = rip >= r.code_start && rip < r.code_end;
+        let charge = |rip: usize| {
+            // SAFETY: only called with `rip` inside the running instance's
+            // code, which stays mapped (readable) while it runs.
+            let byte = unsafe { *(rip as *const u8) };
+            byte == super::compile::GAS_BYTE
+        };
+        if inside && (sig != libc::SIGILL || charge(rip)) {
             // SAFETY: `info` is valid for SA_SIGINFO handlers; the context
             // pointers are live while `run` is in the native call (see the
             // module comment), and nothing else touches them meanwhile.
@@ -134,7 +160,12 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut lib
                 *r.fault_addr = (*info).si_addr() as u64;
                 *r.fault_rip = (rip - r.code_start) as u64;
             }
-            ctx.uc_mcontext.gregs[libc::REG_RIP as usize] = r.fault_stub as i64;
+            let resume = if sig == libc::SIGILL {
+                r.oog_stub
+            } else {
+                r.fault_stub
+            };
+            ctx.uc_mcontext.gregs[libc::REG_RIP as usize] = resume as i64;
             return;
         }
     }
@@ -143,10 +174,10 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut lib
 
 /// Passes a fault that is not ours to the previous handler.
 fn chain(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
-    let prev = if sig == libc::SIGBUS {
-        PREV_BUS.get()
-    } else {
-        PREV_SEGV.get()
+    let prev = match sig {
+        libc::SIGBUS => PREV_BUS.get(),
+        libc::SIGILL => PREV_ILL.get(),
+        _ => PREV_SEGV.get(),
     };
     let Some(Prev(prev)) = prev else {
         reset_default(sig);
