@@ -1348,6 +1348,7 @@ impl Program {
     /// branch whose fall-through is not in ϖ always panics, so its target
     /// resolves to INVALID_TARGET too; `fallthrough` is a static jump to the
     /// next instruction.
+    #[inline]
     fn resolve_static_target(&self, idx: usize, kind: u32, target: u32) -> u32 {
         let strict = self.profile == Profile::V0_8;
         let next_ok = idx + 1 < self.flags.len() && self.flags[idx + 1] & flags::BLOCK_START != 0;
@@ -1365,6 +1366,7 @@ impl Program {
     }
 
     /// The index of the instruction at `pc` if `pc` ∈ ϖ (a valid jump target).
+    #[inline]
     pub(crate) fn jump_target_index(&self, pc: u32) -> u32 {
         match self.index_of(pc) {
             Some(idx) if self.flags[idx] & flags::BLOCK_START != 0 => idx as u32,
@@ -1373,6 +1375,7 @@ impl Program {
     }
 
     /// The index of the instruction (or implicit trap) at code offset `pc`.
+    #[inline]
     pub fn index_of(&self, pc: u32) -> Option<usize> {
         let pc = pc as usize;
         let word = *self.pc_bits.get(pc / 64)?;
@@ -1576,18 +1579,29 @@ impl Program {
     /// [`static_target`](Self::static_target)`(idx)`, answered from the
     /// instruction itself (a code generator that has it needs no table of
     /// resolved targets).
+    #[inline(always)]
     pub fn jump_block(&self, idx: usize, branch: bool, target: u32) -> Option<usize> {
-        let kind = if branch {
-            target_kind::BRANCH
+        let t = if self.profile == Profile::V0_8 {
+            // ϖ is the set of block starts, and a branch (a terminator) is
+            // followed by one unless it is the last instruction: no flags
+            // to read.
+            if branch && idx + 1 >= self.pcs.len() {
+                return None;
+            }
+            self.index_of(target)?
         } else {
-            target_kind::JUMP
+            let kind = if branch {
+                target_kind::BRANCH
+            } else {
+                target_kind::JUMP
+            };
+            match self.resolve_static_target(idx, kind, target) {
+                INVALID_TARGET => return None,
+                t => t as usize,
+            }
         };
-        let t = self.resolve_static_target(idx, kind, target);
-        if t == INVALID_TARGET {
-            return None;
-        }
-        // Targets are in ϖ, which only holds block starts.
-        let t = t as usize;
+        // Targets are in ϖ, which only holds block starts (under 0.8 this
+        // is the test of ϖ).
         let (word, bit) = (t / 64, t % 64);
         let w = *self.block_bits.get(word)?;
         (w >> bit & 1 != 0)
@@ -2066,6 +2080,54 @@ mod tests {
             let b = Blob { jump_table: vec![], jump_table_entry_size: 0, code: vec![0; len], bitmask };
             for i in 0..len + 3 {
                 proptest::prop_assert_eq!(b.skip(i), skip_as_written(&b, i), "i = {}", i);
+            }
+        }
+
+        /// `jump_block`, answered from a jump's own target offset, is the
+        /// block of `static_target` (or `None` where that is invalid), for
+        /// jumps, branches and `load_imm_jump`s aimed anywhere, under both
+        /// profiles.
+        #[test]
+        fn jump_block_is_the_block_of_the_static_target(
+            kinds in proptest::collection::vec((0u8..7, proptest::num::i8::ANY), 1..60),
+        ) {
+            let (mut code, mut starts) = (Vec::new(), Vec::new());
+            for &(kind, off) in &kinds {
+                starts.push(code.len());
+                let o = off as u8;
+                match kind {
+                    0 => code.extend([51, 7, o]),
+                    1 => code.push(0),
+                    2 => code.push(1),
+                    3 => code.extend([40, o]),
+                    4 => code.extend([81, 0x17, 5, o]),
+                    5 => code.extend([170, 0x87, o]),
+                    _ => code.extend([80, 0x17, 5, o]),
+                }
+            }
+            code.push(0);
+            starts.push(code.len() - 1);
+            let blob = Blob::from_code(&code, starts.iter().copied());
+            for profile in [Profile::V0_7, Profile::V0_8] {
+                let Ok(p) = Program::new(blob.clone(), profile) else { continue };
+                let mut checked = 0;
+                for i in 0..p.pcs.len() {
+                    let (branch, target) = match p.instruction(i).args() {
+                        _ if matches!(p.instruction(i), Instruction::LoadImmJump(_)) => {
+                            let Args::RegImmOffset(a) = p.instruction(i).args() else { unreachable!() };
+                            (false, a.target)
+                        }
+                        Args::OneOffset(a) => (false, a.target),
+                        Args::RegImmOffset(a) => (true, a.target),
+                        Args::TwoRegOffset(a) => (true, a.target),
+                        _ => continue,
+                    };
+                    let t = p.static_target(i);
+                    let want = (t != INVALID_TARGET).then(|| p.block_of(t as usize));
+                    proptest::prop_assert_eq!(p.jump_block(i, branch, target), want, "{:?} {}", profile, i);
+                    checked += 1;
+                }
+                proptest::prop_assert!(checked > 0 || !kinds.iter().any(|k| k.0 >= 3));
             }
         }
 

@@ -622,28 +622,7 @@ impl<'p> Emitter<'p> {
         } else if end > 0 {
             self.panic(end - 1);
         }
-        let mut deferred = core::mem::take(&mut self.deferred);
-        for &(at, x, target) in &deferred {
-            let i = (x & !JCC) as usize;
-            // What `Program::transfer` says, from the resolved target and
-            // the kind of jump: a `jmp` without a target panics when taken
-            // (as `jump` and `load_imm_jump` do); a branch without one
-            // panics when taken under 0.7, either way under 0.8.
-            let to = if let Some(b) = p.jump_block(i, x & JCC != 0, target) {
-                Label(BLOCK | b as u32)
-            } else {
-                if x & JCC != 0 && p.profile() == pvm_core::Profile::V0_8 {
-                    // `jcc rel32` becomes `nop; jmp rel32` (the same
-                    // `rel32` field).
-                    let k = at as usize;
-                    self.a.bytes_mut()[k - 2..k].copy_from_slice(&[0x90, 0xE9]);
-                }
-                self.panic_stub(i)
-            };
-            self.fixups.push((at, to.0));
-        }
-        deferred.clear();
-        self.deferred = deferred;
+        self.resolve_jumps(p);
         if self.costs.is_none() {
             for (k, &at) in self.blocks.iter().enumerate() {
                 let Ok(cost) = i32::try_from(p.block_cost(self.first_block + k)) else {
@@ -762,6 +741,59 @@ impl<'p> Emitter<'p> {
             fault_stub,
             oog_stub,
         }))
+    }
+
+    /// Points the static jumps and branches at their targets' charge
+    /// prologues (in this part: now; in another: when the parts are
+    /// joined), or at a panic stub. With `popcnt` when the CPU has it (the
+    /// look-ups count bits).
+    fn resolve_jumps(&mut self, p: &Program) {
+        if std::is_x86_feature_detected!("popcnt") {
+            // SAFETY: the CPU has `popcnt` (checked just above).
+            unsafe { self.resolve_jumps_popcnt(p) }
+        } else {
+            self.resolve_jumps_with(p);
+        }
+    }
+
+    #[target_feature(enable = "popcnt")]
+    fn resolve_jumps_popcnt(&mut self, p: &Program) {
+        self.resolve_jumps_with(p);
+    }
+
+    #[inline(always)]
+    fn resolve_jumps_with(&mut self, p: &Program) {
+        let mut deferred = core::mem::take(&mut self.deferred);
+        let local = self.first_block..self.first_block + self.blocks.len();
+        for &(at, x, target) in &deferred {
+            let i = (x & !JCC) as usize;
+            // What `Program::transfer` says, from the resolved target and
+            // the kind of jump: a `jmp` without a target panics when taken
+            // (as `jump` and `load_imm_jump` do); a branch without one
+            // panics when taken under 0.7, either way under 0.8.
+            let to = match p.jump_block(i, x & JCC != 0, target) {
+                Some(b) if local.contains(&b) => {
+                    let to = self.blocks[b - local.start];
+                    let rel = to.wrapping_sub(at + 4) as i32;
+                    let k = at as usize;
+                    self.a.bytes_mut()[k..k + 4].copy_from_slice(&rel.to_le_bytes());
+                    continue;
+                }
+                Some(b) => Label(BLOCK | b as u32),
+                None => {
+                    if x & JCC != 0 && p.profile() == pvm_core::Profile::V0_8 {
+                        // `jcc rel32` becomes `nop; jmp rel32` (the same
+                        // `rel32` field).
+                        let k = at as usize;
+                        self.a.bytes_mut()[k - 2..k].copy_from_slice(&[0x90, 0xE9]);
+                    }
+                    self.panic_stub(i)
+                }
+            };
+            self.fixups.push((at, to.0));
+        }
+        deferred.clear();
+        self.deferred = deferred;
     }
 
     /// The code and the tables, to keep for the next compilation.
@@ -1136,6 +1168,7 @@ impl Emitter<'_> {
         }
     }
 
+    #[inline(always)]
     fn load(&mut self, dst: u8, base: Option<u8>, imm: u32, size: u8, signed: bool) {
         let d = host(dst);
         if let Some((b, k)) = self.segment(base, imm) {
@@ -1162,6 +1195,7 @@ impl Emitter<'_> {
         }
     }
 
+    #[inline(always)]
     fn store(&mut self, src: Src, base: Option<u8>, imm: u32, size: u8) {
         if let Some((b, k)) = self.segment(base, imm) {
             match src {
