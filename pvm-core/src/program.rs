@@ -770,8 +770,9 @@ impl Walk {
         }
         debug_assert_eq!(self.pcs.len(), self.count);
         let n = self.pcs.len();
+        // No flags under 0.8: ϖ is the block starts, and nothing is an
+        // implicit trap (see `Program::in_varpi`).
         self.flags.clear();
-        self.flags.resize(n, 0);
         self.block_starts.clear();
         self.block_bits.clear();
         self.block_bits.resize((n + 2).div_ceil(64), 0);
@@ -779,7 +780,6 @@ impl Walk {
             return;
         }
         let start = |walk: &mut Walk, idx: usize| {
-            walk.flags[idx] |= flags::BLOCK_START;
             walk.block_starts.push(idx as u32);
             walk.block_bits[idx / 64] |= 1 << (idx % 64);
         };
@@ -787,7 +787,6 @@ impl Walk {
         let terminators = core::mem::take(&mut self.terminators);
         for &t in &terminators {
             let t = t as usize;
-            self.flags[t] |= flags::ENDS_BLOCK;
             if t + 1 < n {
                 start(self, t + 1);
             }
@@ -1336,10 +1335,7 @@ impl Program {
             .map(|&pc| program.jump_target_index(pc))
             .collect();
         let mut costs = core::mem::take(&mut w.block_costs);
-        costs.reserve(program.block_count());
-        for b in 0..program.block_count() {
-            costs.push(model.block_cost(&program, b)?);
-        }
+        model.block_costs(&program, &mut costs)?;
         program.block_costs = costs;
         Ok(program)
     }
@@ -1351,7 +1347,7 @@ impl Program {
     #[inline]
     fn resolve_static_target(&self, idx: usize, kind: u32, target: u32) -> u32 {
         let strict = self.profile == Profile::V0_8;
-        let next_ok = idx + 1 < self.flags.len() && self.flags[idx + 1] & flags::BLOCK_START != 0;
+        let next_ok = idx + 1 < self.pcs.len() && self.in_varpi(idx + 1);
         match kind {
             target_kind::FALLTHROUGH => {
                 if next_ok || !strict {
@@ -1369,7 +1365,7 @@ impl Program {
     #[inline]
     pub(crate) fn jump_target_index(&self, pc: u32) -> u32 {
         match self.index_of(pc) {
-            Some(idx) if self.flags[idx] & flags::BLOCK_START != 0 => idx as u32,
+            Some(idx) if self.in_varpi(idx) => idx as u32,
             _ => INVALID_TARGET,
         }
     }
@@ -1386,11 +1382,8 @@ impl Program {
 
     /// Recomputes every block's cost with `model`.
     pub fn set_gas_model(&mut self, model: &dyn GasModel) -> Result<(), Error> {
-        let blocks = self.block_count();
-        let mut costs = Vec::with_capacity(blocks);
-        for b in 0..blocks {
-            costs.push(model.block_cost(self, b)?);
-        }
+        let mut costs = Vec::new();
+        model.block_costs(self, &mut costs)?;
         self.block_costs = costs;
         // The interpreter's form carries the costs: build it anew if used.
         self.compiled = Lazy::default();
@@ -1407,6 +1400,12 @@ impl Program {
         &self.blob
     }
 
+    /// The first instruction index of each gas block, then the number of
+    /// instructions (so block `b` is `starts[b]..starts[b + 1]`).
+    pub fn block_starts(&self) -> &[u32] {
+        &self.block_starts
+    }
+
     /// Number of gas blocks.
     pub fn block_count(&self) -> usize {
         self.block_starts.len() - 1
@@ -1417,13 +1416,7 @@ impl Program {
     pub fn block(&self, block: usize) -> impl Iterator<Item = (u32, Instruction, bool)> + '_ {
         let s = self.block_starts[block] as usize;
         let e = self.block_starts[block + 1] as usize;
-        (s..e).map(move |i| {
-            (
-                self.pcs[i],
-                self.insts()[i],
-                self.flags[i] & flags::IMPLICIT_TRAP != 0,
-            )
-        })
+        (s..e).map(move |i| (self.pcs[i], self.insts()[i], self.is_implicit_trap(i)))
     }
 
     /// Number of entries of gas block `block` (the length of
@@ -1444,16 +1437,17 @@ impl Program {
 
     /// Number of real instructions (not counting implicit traps).
     pub fn instruction_count(&self) -> usize {
-        self.flags
-            .iter()
-            .filter(|&&f| f & flags::IMPLICIT_TRAP == 0)
-            .count()
+        self.pcs.len()
+            - self
+                .flags
+                .iter()
+                .filter(|&&f| f & flags::IMPLICIT_TRAP != 0)
+                .count()
     }
 
     /// Whether `pc` starts a valid instruction (the GP's `v_inst`).
     pub fn is_instruction(&self, pc: u32) -> bool {
-        self.index_of(pc)
-            .is_some_and(|i| self.flags[i] & flags::IMPLICIT_TRAP == 0)
+        self.index_of(pc).is_some_and(|i| !self.is_implicit_trap(i))
     }
 
     /// The decoded instructions in code order, indexed by instruction index
@@ -1484,7 +1478,7 @@ impl Program {
     /// Instruction `idx` decoded from the blob (once already, by the walk
     /// that validated it).
     fn decode_again(&self, idx: usize) -> Instruction {
-        if self.flags[idx] & flags::IMPLICIT_TRAP != 0 {
+        if self.is_implicit_trap(idx) {
             return Instruction::Trap(NoArgs);
         }
         let pc = self.pcs[idx];
@@ -1499,8 +1493,25 @@ impl Program {
 
     /// Whether instruction `idx` is an implicit trap (0.7: an invalid opcode
     /// or the walk leaving the instructions) rather than a real instruction.
+    #[inline]
     pub fn is_implicit_trap(&self, idx: usize) -> bool {
-        self.flags[idx] & flags::IMPLICIT_TRAP != 0
+        // GP 0.8 programs have no flags: none is.
+        self.flags
+            .get(idx)
+            .is_some_and(|f| f & flags::IMPLICIT_TRAP != 0)
+    }
+
+    /// Whether instruction `idx` is in ϖ (a valid jump target): under 0.8
+    /// exactly the gas block starts (which is how it is read); under 0.7
+    /// flagged by the walk (an instruction after an implicit trap starts a
+    /// block but is no jump target).
+    #[inline]
+    fn in_varpi(&self, idx: usize) -> bool {
+        if self.flags.is_empty() {
+            self.block_bits[idx / 64] >> (idx % 64) & 1 != 0
+        } else {
+            self.flags[idx] & flags::BLOCK_START != 0
+        }
     }
 
     /// The resolved static target of instruction `idx` (jumps, branches,

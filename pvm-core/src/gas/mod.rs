@@ -29,6 +29,17 @@ pub trait GasModel {
     fn needs_instructions(&self) -> bool {
         true
     }
+
+    /// Every block's cost, appended to `out` in block order: by default
+    /// [`block_cost`](Self::block_cost) for each (a model may answer them
+    /// all at once faster).
+    fn block_costs(&self, program: &Program, out: &mut Vec<u64>) -> Result<(), Error> {
+        out.reserve(program.block_count());
+        for b in 0..program.block_count() {
+            out.push(self.block_cost(program, b)?);
+        }
+        Ok(())
+    }
 }
 
 /// One gas per instruction, charged per block at block entry.
@@ -41,6 +52,12 @@ impl GasModel for Naive {
     }
     fn needs_instructions(&self) -> bool {
         false
+    }
+    fn block_costs(&self, program: &Program, out: &mut Vec<u64>) -> Result<(), Error> {
+        // The differences of consecutive block starts, in one pass.
+        let starts = program.block_starts();
+        out.extend(starts.windows(2).map(|w| u64::from(w[1] - w[0])));
+        Ok(())
     }
 }
 

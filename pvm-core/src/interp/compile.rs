@@ -11,7 +11,7 @@
 //! handlers.
 
 use crate::isa::*;
-use crate::program::{flags, Program, Transfer, INVALID_TARGET};
+use crate::program::{Program, Transfer, INVALID_TARGET};
 use alloc::vec::Vec;
 
 /// The always-zero register used as the base of absolute addresses.
@@ -242,7 +242,7 @@ pub(crate) fn compile(p: &Program) -> Compiled {
     let targets = p.static_targets();
     for (i, &target) in targets.iter().enumerate().take(n) {
         let pc = p.pcs[i];
-        let implicit = p.flags[i] & flags::IMPLICIT_TRAP != 0;
+        let implicit = p.is_implicit_trap(i);
         let mut op = if implicit {
             Op::new(H::Trap)
         } else {

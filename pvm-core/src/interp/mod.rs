@@ -9,7 +9,7 @@
 use crate::error::Error;
 use crate::isa::*;
 use crate::memory::{Access, Memory, Trap, PAGE_SIZE};
-use crate::program::{flags, Program, INVALID_TARGET};
+use crate::program::{Program, INVALID_TARGET};
 
 mod compile;
 use compile::H;
@@ -130,7 +130,7 @@ impl Cursor {
             State::Ready => {}
         }
         let i = match p.index_of(self.pc) {
-            Some(i) if p.flags[i] & flags::IMPLICIT_TRAP == 0 || p.profile() == Profile::V0_7 => i,
+            Some(i) if !p.is_implicit_trap(i) || p.profile() == Profile::V0_7 => i,
             _ => {
                 // Not an instruction start. GP 0.8: deblob(p, ı) fails, so the
                 // result is panic with gas and state unchanged. GP 0.7: the
