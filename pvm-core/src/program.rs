@@ -316,16 +316,15 @@ pub(crate) mod flags {
     pub const ENDS_BLOCK: u8 = 4;
 }
 
-/// What kind of static transfer a walk noted (the top bits of an
-/// instruction index in `Walk::with_target`).
+/// What kind of static transfer an instruction makes (see
+/// `Program::resolve_static_target`).
 mod target_kind {
     /// `jump`, `load_imm_jump`: to the target, always.
     pub const JUMP: u32 = 0;
     /// A conditional branch: under 0.8 it also needs its fall-through in ϖ.
-    pub const BRANCH: u32 = 1 << 30;
+    pub const BRANCH: u32 = 1;
     /// 0.8's `fallthrough`: to the next instruction.
-    pub const FALLTHROUGH: u32 = 2 << 30;
-    pub const MASK: u32 = 3 << 30;
+    pub const FALLTHROUGH: u32 = 2;
 }
 
 /// Marks an unresolvable jump target.
@@ -429,7 +428,6 @@ impl Drop for Program {
             block_starts: core::mem::take(&mut self.block_starts),
             block_costs: core::mem::take(&mut self.block_costs),
             block_bits: core::mem::take(&mut self.block_bits),
-            with_target: core::mem::take(&mut self.targets.noted),
         }
         .keep();
     }
@@ -450,7 +448,6 @@ struct Spare {
     block_starts: Vec<u32>,
     block_costs: Vec<u64>,
     block_bits: Vec<u64>,
-    with_target: Vec<(u32, u32)>,
 }
 
 static SPARE: spin::Mutex<Option<Spare>> = spin::Mutex::new(None);
@@ -520,7 +517,6 @@ impl Spare {
         self.block_starts.clear();
         self.block_costs.clear();
         self.block_bits.clear();
-        self.with_target.clear();
         Some(self)
     }
 
@@ -588,14 +584,11 @@ impl core::fmt::Debug for Insts {
 }
 
 /// The static targets, resolved (to instruction indices, or
-/// [`INVALID_TARGET`]) the first time they are asked for, from those the
-/// walk noted: the recompiler resolves its jumps itself, as the code is
-/// generated, and never needs the table.
+/// [`INVALID_TARGET`]) from the instructions the first time they are asked
+/// for: the recompiler resolves its jumps itself, from each instruction
+/// as it generates its code, and never needs the table.
 #[derive(Default)]
 struct Targets {
-    /// The instructions with a static target (index with [`target_kind`]
-    /// bits) and their target offsets, in code order.
-    noted: Vec<(u32, u32)>,
     /// An empty table (of an earlier program) to resolve them into.
     spare: spin::Mutex<Vec<u32>>,
     resolved: spin::Once<Vec<u32>>,
@@ -604,7 +597,6 @@ struct Targets {
 impl Clone for Targets {
     fn clone(&self) -> Self {
         Targets {
-            noted: self.noted.clone(),
             spare: spin::Mutex::new(Vec::new()),
             resolved: match self.resolved.get() {
                 Some(v) => spin::Once::initialized(v.clone()),
@@ -616,11 +608,10 @@ impl Clone for Targets {
 
 impl core::fmt::Debug for Targets {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Targets({} noted", self.noted.len())?;
         f.write_str(if self.resolved.is_completed() {
-            ", resolved)"
+            "Targets(resolved)"
         } else {
-            ")"
+            "Targets(not resolved)"
         })
     }
 }
@@ -638,10 +629,6 @@ struct Walk {
     pc_rank: Vec<u32>,
     block_bits: Vec<u64>,
     block_rank: Vec<u32>,
-    /// Indices of the instructions with a static target (jumps, branches,
-    /// `load_imm_jump`, `fallthrough`).
-    /// (with [`target_kind`] bits), and their target offsets.
-    with_target: Vec<(u32, u32)>,
     /// Whether the entry pushed last was a real terminator (index 0 counts
     /// as following one), so the next valid instruction is in ϖ.
     after_terminator: bool,
@@ -681,7 +668,6 @@ impl Walk {
             mut block_starts,
             block_costs,
             mut block_bits,
-            mut with_target,
         } = spare;
         insts.reserve(cap);
         pcs.reserve(cap);
@@ -689,7 +675,6 @@ impl Walk {
         // Blocks and static jumps: about a quarter of the instructions in
         // compiled code; room for half, so that they rarely grow.
         block_starts.reserve(cap / 2 + 2);
-        with_target.reserve(cap / 2 + 2);
         block_bits.resize(cap.div_ceil(64), 0);
         Walk {
             insts,
@@ -700,7 +685,6 @@ impl Walk {
             pc_rank: Vec::new(),
             block_bits,
             block_rank: Vec::new(),
-            with_target,
             after_terminator: true,
             ends_block: true,
             base: 0,
@@ -720,9 +704,6 @@ impl Walk {
     fn push_v0_8(&mut self, inst: Instruction) {
         let idx = self.count as u32;
         let info = OPCODE_INFO[inst.opcode() as usize];
-        if info & info::STATIC_TARGET != 0 {
-            self.note_target(idx, inst);
-        }
         let terminator = info & info::TERMINATOR != 0;
         if terminator {
             self.terminators.push(idx);
@@ -732,25 +713,6 @@ impl Walk {
             self.insts.push(inst);
         }
         self.count += 1;
-    }
-
-    /// Notes the static target of the jump, branch or `fallthrough` `inst`
-    /// at index `idx`.
-    #[inline(always)]
-    fn note_target(&mut self, idx: u32, inst: Instruction) {
-        let (kind, target) = match inst.args() {
-            Args::OneOffset(a) => (target_kind::JUMP, a.target),
-            Args::RegImmOffset(a) => (target_kind::BRANCH, a.target),
-            Args::TwoRegOffset(a) => (target_kind::BRANCH, a.target),
-            _ => (target_kind::FALLTHROUGH, 0),
-        };
-        // `load_imm_jump` (RegImmOffset) jumps: it is no branch.
-        let kind = if matches!(inst, Instruction::LoadImmJump(_)) {
-            target_kind::JUMP
-        } else {
-            kind
-        };
-        self.with_target.push((idx | kind, target));
     }
 
     /// GP 0.8, after the walk: the offsets (the marked starts, which the
@@ -809,9 +771,6 @@ impl Walk {
             f = flags::IMPLICIT_TRAP | flags::ENDS_BLOCK;
         } else if self.after_terminator {
             f |= flags::BLOCK_START;
-        }
-        if info & info::STATIC_TARGET != 0 {
-            self.note_target(idx, inst);
         }
         if self.ends_block {
             self.block_starts.push(idx);
@@ -899,8 +858,6 @@ impl Walk {
         let off = self.count as u32;
         self.count += next.count;
         self.insts.append(&mut next.insts);
-        self.with_target
-            .extend(next.with_target.iter().map(|&(t, pc)| (t + off, pc)));
         self.terminators
             .extend(next.terminators.iter().map(|&t| t + off));
         self.ends_block = next.ends_block;
@@ -913,7 +870,6 @@ impl Walk {
             block_starts: next.block_starts,
             block_costs: next.block_costs,
             block_bits: next.block_bits,
-            with_target: next.with_target,
         }
     }
 
@@ -1022,8 +978,6 @@ fn rank(bits: &[u64]) -> Vec<u32> {
 mod info {
     /// In the GP's set T of block terminators.
     pub const TERMINATOR: u8 = 1;
-    /// Has a static target: a jump, a branch, `load_imm_jump`, `fallthrough`.
-    pub const STATIC_TARGET: u8 = 2;
 }
 
 /// An implicit trap: a terminator with no target.
@@ -1038,13 +992,6 @@ static OPCODE_INFO: [u8; Opcode::ALL.len()] = {
         let mut bits = 0;
         if op.is_terminator() {
             bits |= info::TERMINATOR;
-        }
-        if matches!(
-            op.format(),
-            Format::OneOffset | Format::RegImmOffset | Format::TwoRegOffset
-        ) || matches!(op, Opcode::Fallthrough)
-        {
-            bits |= info::STATIC_TARGET;
         }
         table[op as usize] = bits;
         k += 1;
@@ -1315,7 +1262,6 @@ impl Program {
             pcs: w.pcs,
             flags: w.flags,
             targets: Targets {
-                noted: core::mem::take(&mut w.with_target),
                 spare: spin::Mutex::new(core::mem::take(&mut w.targets)),
                 resolved: spin::Once::new(),
             },
@@ -1525,13 +1471,24 @@ impl Program {
     /// Every instruction's [`static_target`](Self::static_target).
     pub fn static_targets(&self) -> &[u32] {
         self.targets.resolved.call_once(|| {
-            // Only the instructions that have one were noted.
             let mut targets = core::mem::take(&mut *self.targets.spare.lock());
-            targets.resize(self.pcs.len(), INVALID_TARGET);
-            for &(x, target) in &self.targets.noted {
-                let idx = (x & !target_kind::MASK) as usize;
-                targets[idx] = self.resolve_static_target(idx, x & target_kind::MASK, target);
-            }
+            targets.clear();
+            targets.extend(self.instructions().iter().enumerate().map(|(idx, inst)| {
+                let (kind, target) = match inst.args() {
+                    // `load_imm_jump` jumps: it is no branch.
+                    Args::RegImmOffset(a) if matches!(inst, Instruction::LoadImmJump(_)) => {
+                        (target_kind::JUMP, a.target)
+                    }
+                    Args::OneOffset(a) => (target_kind::JUMP, a.target),
+                    Args::RegImmOffset(a) => (target_kind::BRANCH, a.target),
+                    Args::TwoRegOffset(a) => (target_kind::BRANCH, a.target),
+                    _ if matches!(inst, Instruction::Fallthrough(_)) => {
+                        (target_kind::FALLTHROUGH, 0)
+                    }
+                    _ => return INVALID_TARGET,
+                };
+                self.resolve_static_target(idx, kind, target)
+            }));
             targets
         })
     }
