@@ -37,6 +37,8 @@ pub fn is_available() -> bool {
 pub enum MemoryChecks {
     /// Page protection of the 4 GiB window and a SIGSEGV/SIGBUS handler
     /// that turns a native fault into the PVM's exit: no code per access.
+    /// Out of gas is a trap too (SIGILL on the charge prologue's own
+    /// bytes), handled by the same handler: no stub per gas block.
     /// Where the kernel lets user code set the GS segment base (Linux 5.9+
     /// on CPUs with FSGSBASE), guest code runs with GS at the window and
     /// each load or store is one instruction with 32-bit addressing, which
@@ -50,8 +52,8 @@ pub enum MemoryChecks {
     /// threads use the GS base themselves.
     HardwareNoSegment,
     /// An explicit check of a per-page access table before every load and
-    /// store, and no signal handler: for hosts that cannot give up SIGSEGV.
-    /// Slower.
+    /// store, a stub per gas block for out of gas, and no signal handler:
+    /// for hosts that cannot give up SIGSEGV, SIGBUS and SIGILL. Slower.
     Explicit,
 }
 
