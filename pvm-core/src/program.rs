@@ -327,6 +327,22 @@ mod target_kind {
     pub const FALLTHROUGH: u32 = 2;
 }
 
+/// The kind of static transfer `inst` makes and its target offset (0 for
+/// `fallthrough`), or `None` for an instruction without one.
+fn static_transfer(inst: &Instruction) -> Option<(u32, u32)> {
+    Some(match inst.args() {
+        // `load_imm_jump` jumps: it is no branch.
+        Args::RegImmOffset(a) if matches!(inst, Instruction::LoadImmJump(_)) => {
+            (target_kind::JUMP, a.target)
+        }
+        Args::OneOffset(a) => (target_kind::JUMP, a.target),
+        Args::RegImmOffset(a) => (target_kind::BRANCH, a.target),
+        Args::TwoRegOffset(a) => (target_kind::BRANCH, a.target),
+        _ if matches!(inst, Instruction::Fallthrough(_)) => (target_kind::FALLTHROUGH, 0),
+        _ => return None,
+    })
+}
+
 /// Marks an unresolvable jump target.
 pub const INVALID_TARGET: u32 = u32::MAX;
 
@@ -1474,20 +1490,10 @@ impl Program {
             let mut targets = core::mem::take(&mut *self.targets.spare.lock());
             targets.clear();
             targets.extend(self.instructions().iter().enumerate().map(|(idx, inst)| {
-                let (kind, target) = match inst.args() {
-                    // `load_imm_jump` jumps: it is no branch.
-                    Args::RegImmOffset(a) if matches!(inst, Instruction::LoadImmJump(_)) => {
-                        (target_kind::JUMP, a.target)
-                    }
-                    Args::OneOffset(a) => (target_kind::JUMP, a.target),
-                    Args::RegImmOffset(a) => (target_kind::BRANCH, a.target),
-                    Args::TwoRegOffset(a) => (target_kind::BRANCH, a.target),
-                    _ if matches!(inst, Instruction::Fallthrough(_)) => {
-                        (target_kind::FALLTHROUGH, 0)
-                    }
-                    _ => return INVALID_TARGET,
-                };
-                self.resolve_static_target(idx, kind, target)
+                match static_transfer(inst) {
+                    Some((kind, target)) => self.resolve_static_target(idx, kind, target),
+                    None => INVALID_TARGET,
+                }
             }));
             targets
         })
@@ -1502,15 +1508,10 @@ impl Program {
     /// every backend lowers.
     pub fn transfer(&self, idx: usize) -> Transfer {
         let inst = self.insts()[idx];
-        let branch = match inst {
-            Instruction::Jump(_) | Instruction::Fallthrough(_) | Instruction::LoadImmJump(_) => {
-                false
-            }
-            _ => match inst.args() {
-                Args::RegImmOffset(_) | Args::TwoRegOffset(_) => true,
-                _ => return Transfer::None,
-            },
+        let Some((kind, _)) = static_transfer(&inst) else {
+            return Transfer::None;
         };
+        let branch = kind == target_kind::BRANCH;
         let t = self.targets()[idx];
         if t != INVALID_TARGET {
             return Transfer::To(t as usize);
