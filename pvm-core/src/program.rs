@@ -357,7 +357,11 @@ pub struct Program {
     blob: Blob,
     /// The decoded instructions (see [`Insts`]).
     insts: Insts,
-    pub(crate) pcs: Vec<u32>,
+    /// Number of instruction indices (instructions, and 0.7's implicit
+    /// traps).
+    len: usize,
+    /// The code offset of each index (see [`Pcs`]).
+    pcs: Pcs,
     pub(crate) flags: Vec<u8>,
     /// Resolved static target of each jump/branch (index), else
     /// INVALID_TARGET: built on first use (see [`Targets`]).
@@ -435,7 +439,10 @@ impl Drop for Program {
                 .get_mut()
                 .map(core::mem::take)
                 .unwrap_or_default(),
-            pcs: core::mem::take(&mut self.pcs),
+            pcs: match self.pcs.table.get_mut() {
+                Some(t) => core::mem::take(t),
+                None => core::mem::take(self.pcs.spare.get_mut()),
+            },
             targets: match self.targets.resolved.get_mut() {
                 Some(t) => core::mem::take(t),
                 None => core::mem::take(self.targets.spare.get_mut()),
@@ -632,6 +639,40 @@ impl core::fmt::Debug for Targets {
     }
 }
 
+/// The code offset of each instruction index: the 0.7 walk builds the table
+/// (its implicit traps are not all marked starts); under 0.8 the indices
+/// are exactly the marked starts, and the table is derived from the mask
+/// the first time it is asked for. Until then [`Program::pc`] answers from
+/// the mask and its rank (the recompiler needs a pc only at an exit).
+#[derive(Default)]
+struct Pcs {
+    /// An empty table (of an earlier program) to derive it into.
+    spare: spin::Mutex<Vec<u32>>,
+    table: spin::Once<Vec<u32>>,
+}
+
+impl Clone for Pcs {
+    fn clone(&self) -> Self {
+        Pcs {
+            spare: spin::Mutex::new(Vec::new()),
+            table: match self.table.get() {
+                Some(v) => spin::Once::initialized(v.clone()),
+                None => spin::Once::new(),
+            },
+        }
+    }
+}
+
+impl core::fmt::Debug for Pcs {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(if self.table.is_completed() {
+            "Pcs(built)"
+        } else {
+            "Pcs(not built)"
+        })
+    }
+}
+
 /// A piece of work [`Program::with_gas_model_split`] hands out.
 pub type Job<'a> = &'a mut (dyn FnMut() + Send);
 
@@ -732,22 +773,13 @@ impl Walk {
     }
 
     /// GP 0.8, after the walk: the offsets (the marked starts, which the
-    /// walk visited, and nothing else), then flags, block starts and block
-    /// bits from the terminators (a block starts at index 0 and after each
-    /// terminator).
+    /// walk visited, and nothing else: no table of them is built here, see
+    /// [`Pcs`]), then flags, block starts and block bits from the
+    /// terminators (a block starts at index 0 and after each terminator).
     fn finish_v0_8(&mut self, blob: &Blob) {
         self.pc_bits = blob.start_words();
         self.pcs.clear();
-        self.pcs.reserve(self.count);
-        for (k, &word) in self.pc_bits.iter().enumerate() {
-            let mut w = word;
-            while w != 0 {
-                self.pcs.push((k * 64) as u32 + w.trailing_zeros());
-                w &= w - 1;
-            }
-        }
-        debug_assert_eq!(self.pcs.len(), self.count);
-        let n = self.pcs.len();
+        let n = self.count;
         // No flags under 0.8: ϖ is the block starts, and nothing is an
         // implicit trap (see `Program::in_varpi`).
         self.flags.clear();
@@ -803,6 +835,7 @@ impl Walk {
         }
         self.pcs.push(pc as u32);
         self.flags.push(f);
+        self.count += 1;
     }
 
     /// GP 0.8.0 `v_blob` and decoding in one walk: the walk from 0 must
@@ -855,9 +888,11 @@ impl Walk {
             if next == n && !op.is_terminator() {
                 return Err(Error::MissingTerminator { pc: i as u32 });
             }
+            let (idx, starts_block) = (self.base + self.count, self.ends_block);
+            v.before(idx, starts_block);
             let mut step = Step {
-                idx: self.base + self.count,
-                starts_block: self.ends_block,
+                idx,
+                starts_block,
                 walk: self,
                 v,
                 pc: i,
@@ -929,7 +964,7 @@ impl Walk {
     /// Closes the block list and builds the rank of `pc_bits`.
     fn finish(&mut self, n: usize) {
         debug_assert!(self.pcs.last().is_none_or(|&pc| pc as usize <= n));
-        self.block_starts.push(self.pcs.len() as u32);
+        self.block_starts.push(self.count as u32);
         self.pc_rank = rank(&self.pc_bits);
         self.block_rank = rank(&self.block_bits);
     }
@@ -938,6 +973,16 @@ impl Walk {
 /// Receives each instruction as a decoding walk meets it, in code order
 /// (see [`Program::with_gas_model_visiting`]).
 pub trait WalkVisitor {
+    /// Instruction `idx` comes next (`starts_block`: a gas block starts
+    /// there), before it is decoded: what a visitor does for every
+    /// instruction alike belongs here, once, rather than in
+    /// [`instruction`](Self::instruction), which is inlined into each
+    /// opcode's arm of the decoder.
+    #[inline(always)]
+    fn before(&mut self, idx: usize, starts_block: bool) {
+        let _ = (idx, starts_block);
+    }
+
     /// Instruction index `idx`, at code offset `pc`; `starts_block`: a gas
     /// block starts here; `implicit`: a GP 0.7 implicit trap (`inst` is then
     /// `trap`).
@@ -1108,6 +1153,7 @@ impl Program {
                 {
                     let starts_block = w.block_bits[idx / 64] >> (idx % 64) & 1 != 0;
                     let implicit = f & flags::IMPLICIT_TRAP != 0;
+                    v.before(idx, starts_block);
                     v.instruction(idx, pc, starts_block, implicit, inst);
                 }
             }
@@ -1275,7 +1321,18 @@ impl Program {
             } else {
                 Insts::default()
             },
-            pcs: w.pcs,
+            len: w.count,
+            pcs: if profile == Profile::V0_7 {
+                Pcs {
+                    spare: spin::Mutex::new(Vec::new()),
+                    table: spin::Once::initialized(w.pcs),
+                }
+            } else {
+                Pcs {
+                    spare: spin::Mutex::new(w.pcs),
+                    table: spin::Once::new(),
+                }
+            },
             flags: w.flags,
             targets: Targets {
                 spare: spin::Mutex::new(core::mem::take(&mut w.targets)),
@@ -1309,7 +1366,7 @@ impl Program {
     #[inline]
     fn resolve_static_target(&self, idx: usize, kind: u32, target: u32) -> u32 {
         let strict = self.profile == Profile::V0_8;
-        let next_ok = idx + 1 < self.pcs.len() && self.in_varpi(idx + 1);
+        let next_ok = idx + 1 < self.len && self.in_varpi(idx + 1);
         match kind {
             target_kind::FALLTHROUGH => {
                 if next_ok || !strict {
@@ -1378,7 +1435,8 @@ impl Program {
     pub fn block(&self, block: usize) -> impl Iterator<Item = (u32, Instruction, bool)> + '_ {
         let s = self.block_starts[block] as usize;
         let e = self.block_starts[block + 1] as usize;
-        (s..e).map(move |i| (self.pcs[i], self.insts()[i], self.is_implicit_trap(i)))
+        let pcs = self.pcs();
+        (s..e).map(move |i| (pcs[i], self.insts()[i], self.is_implicit_trap(i)))
     }
 
     /// Number of entries of gas block `block` (the length of
@@ -1389,7 +1447,7 @@ impl Program {
 
     /// The code offset where gas block `block` starts.
     pub fn block_pc(&self, block: usize) -> u32 {
-        self.pcs[self.block_starts[block] as usize]
+        self.pc(self.block_starts[block] as usize)
     }
 
     /// The cost of gas block `block` under the current model.
@@ -1399,7 +1457,7 @@ impl Program {
 
     /// Number of real instructions (not counting implicit traps).
     pub fn instruction_count(&self) -> usize {
-        self.pcs.len()
+        self.len
             - self
                 .flags
                 .iter()
@@ -1434,7 +1492,7 @@ impl Program {
     pub(crate) fn insts(&self) -> &[Instruction] {
         self.insts
             .0
-            .call_once(|| (0..self.pcs.len()).map(|i| self.decode_again(i)).collect())
+            .call_once(|| (0..self.len).map(|i| self.decode_again(i)).collect())
     }
 
     /// Instruction `idx` decoded from the blob (once already, by the walk
@@ -1443,14 +1501,57 @@ impl Program {
         if self.is_implicit_trap(idx) {
             return Instruction::Trap(NoArgs);
         }
-        let pc = self.pcs[idx];
+        let pc = self.pc(idx);
         let skip = self.blob.skip(pc as usize);
         codec::decode(self.profile, &self.blob.code, pc, skip).unwrap_or(Instruction::Trap(NoArgs))
     }
 
-    /// The code offset of each instruction index.
+    /// The code offset of each instruction index (under 0.8 derived from
+    /// the mask the first time it is asked for; see [`Program::pc`] for one).
     pub fn pcs(&self) -> &[u32] {
-        &self.pcs
+        self.pcs.table.call_once(|| {
+            let mut pcs = core::mem::take(&mut *self.pcs.spare.lock());
+            pcs.clear();
+            pcs.reserve(self.len);
+            for (k, &word) in self.pc_bits.iter().enumerate() {
+                let mut w = word;
+                while w != 0 {
+                    pcs.push((k * 64) as u32 + w.trailing_zeros());
+                    w &= w - 1;
+                }
+            }
+            pcs
+        })
+    }
+
+    /// The code offset of instruction index `idx` (`pcs()[idx]`, without
+    /// building the table: the `idx`-th set bit of the mask, found through
+    /// its rank). Panics if `idx` is out of range.
+    pub fn pc(&self, idx: usize) -> u32 {
+        if let Some(t) = self.pcs.table.get() {
+            return t[idx];
+        }
+        assert!(idx < self.len, "instruction index out of range");
+        // The last word with fewer set bits before it than `idx + 1`
+        // holds the index's bit.
+        let word = self.pc_rank.partition_point(|&r| r as usize <= idx) - 1;
+        let mut w = self.pc_bits[word];
+        for _ in 0..idx - self.pc_rank[word] as usize {
+            w &= w - 1;
+        }
+        (word * 64) as u32 + w.trailing_zeros()
+    }
+
+    /// Number of instruction indices: instructions, and under 0.7 implicit
+    /// traps (the length of [`pcs`](Self::pcs)).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the program has no instruction index (only an empty 0.7
+    /// program).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// Whether instruction `idx` is an implicit trap (0.7: an invalid opcode
@@ -1535,7 +1636,7 @@ impl Program {
 
     /// The gas block holding instruction `idx`.
     pub fn block_of(&self, idx: usize) -> usize {
-        assert!(idx < self.pcs.len(), "instruction index out of range");
+        assert!(idx < self.len, "instruction index out of range");
         let (word, bit) = (idx / 64, idx % 64);
         // Block starts at or before `idx`; index 0 always starts one.
         let upto = self.block_bits[word] & (u64::MAX >> (63 - bit));
@@ -1554,7 +1655,7 @@ impl Program {
             // ϖ is the set of block starts, and a branch (a terminator) is
             // followed by one unless it is the last instruction: no flags
             // to read.
-            if branch && idx + 1 >= self.pcs.len() {
+            if branch && idx + 1 >= self.len {
                 return None;
             }
             self.index_of(target)?
@@ -1653,7 +1754,7 @@ mod tests {
         drop(Program::from_bytes(&big, Profile::V0_8).unwrap());
         let after = Program::from_bytes(&small, Profile::V0_8).unwrap();
         assert_eq!(after.instructions(), before.instructions());
-        assert_eq!(after.pcs, before.pcs);
+        assert_eq!(after.pcs(), before.pcs());
         assert_eq!(after.static_targets(), before.static_targets());
         assert_eq!(
             after.static_targets(),
@@ -1723,7 +1824,7 @@ mod tests {
         );
         // 0.7 accepts it and runs into the implicit trap.
         let p = Program::from_bytes(&bytes, Profile::V0_7).unwrap();
-        assert_eq!(p.pcs, vec![0, 3]);
+        assert_eq!(p.pcs(), vec![0, 3]);
     }
 
     #[test]
@@ -1762,7 +1863,7 @@ mod tests {
             }
             let p = Program::new(b, Profile::V0_8).unwrap();
             let pcs: Vec<u32> = starts.iter().map(|&s| s as u32).collect();
-            assert_eq!(p.pcs, pcs, "k = {k}");
+            assert_eq!(p.pcs(), pcs, "k = {k}");
             for pc in 0..n as u32 + 70 {
                 assert_eq!(
                     p.index_of(pc),
@@ -1862,13 +1963,13 @@ mod tests {
             let blob = Blob::from_code(&code, starts.iter().copied());
             let naive = &crate::gas::Naive;
             let plain = Program::with_gas_model(blob.clone(), Profile::V0_8, naive).unwrap();
-            let expect: Vec<_> = (0..plain.pcs.len())
+            let expect: Vec<_> = (0..plain.len())
                 .map(|i| {
                     let b = plain.block_of(i);
                     let starts_block = plain.block_start(b) == i;
                     (
                         i,
-                        plain.pcs[i],
+                        plain.pcs()[i],
                         starts_block,
                         false,
                         plain.instructions()[i],
@@ -1956,7 +2057,7 @@ mod tests {
             match (one, two) {
                 (Ok(a), Ok(b)) => {
                     assert_eq!(a.instructions(), b.instructions(), "seed {seed}");
-                    assert_eq!(a.pcs, b.pcs, "seed {seed}");
+                    assert_eq!(a.pcs(), b.pcs(), "seed {seed}");
                     assert_eq!(a.flags, b.flags, "seed {seed}");
                     assert_eq!(a.static_targets(), b.static_targets(), "seed {seed}");
                     assert_eq!(a.jump_table, b.jump_table, "seed {seed}");
@@ -2052,6 +2153,47 @@ mod tests {
             }
         }
 
+        /// `pc(idx)` answers from the mask before any table of offsets is
+        /// built (GP 0.8 with a gas model that reads none), and it, the
+        /// table `pcs` then derives, and `pc` again all give the marked
+        /// starts, over programs spanning many mask words; under 0.7 too.
+        #[test]
+        fn pc_of_an_index_is_its_marked_start(
+            lens in proptest::collection::vec(0usize..=24, 1..120),
+        ) {
+            let (mut code, mut starts) = (Vec::new(), Vec::new());
+            for &len in &lens {
+                // `load_imm` with `len` bytes of arguments (any `len` up to
+                // the cap of 24 decodes).
+                starts.push(code.len());
+                code.push(51);
+                code.extend(core::iter::repeat_n(0x17, len));
+            }
+            code.push(0);
+            starts.push(code.len() - 1);
+            let blob = Blob::from_code(&code, starts.iter().copied());
+            for profile in [Profile::V0_8, Profile::V0_7] {
+                let mut expect: Vec<u32> = starts.iter().map(|&s| s as u32).collect();
+                if profile == Profile::V0_7 {
+                    // The walk leaving the code after the last: an implicit
+                    // trap at its end.
+                    expect.push(code.len() as u32);
+                }
+                let p = Program::with_gas_model(blob.clone(), profile, &crate::gas::Naive).unwrap();
+                proptest::prop_assert_eq!(p.len(), expect.len());
+                proptest::prop_assert_eq!(
+                    p.pcs.table.is_completed(),
+                    profile == Profile::V0_7,
+                    "0.8 builds no table of offsets until asked"
+                );
+                let selected: Vec<u32> = (0..p.len()).map(|i| p.pc(i)).collect();
+                proptest::prop_assert_eq!(&selected, &expect);
+                proptest::prop_assert_eq!(p.pcs(), &expect[..]);
+                let looked_up: Vec<u32> = (0..p.len()).map(|i| p.pc(i)).collect();
+                proptest::prop_assert_eq!(&looked_up, &expect);
+            }
+        }
+
         /// `jump_block`, answered from a jump's own target offset, is the
         /// block of `static_target` (or `None` where that is invalid), for
         /// jumps, branches and `load_imm_jump`s aimed anywhere, under both
@@ -2080,7 +2222,7 @@ mod tests {
             for profile in [Profile::V0_7, Profile::V0_8] {
                 let Ok(p) = Program::new(blob.clone(), profile) else { continue };
                 let mut checked = 0;
-                for i in 0..p.pcs.len() {
+                for i in 0..p.len() {
                     let (branch, target) = match p.instruction(i).args() {
                         _ if matches!(p.instruction(i), Instruction::LoadImmJump(_)) => {
                             let Args::RegImmOffset(a) = p.instruction(i).args() else { unreachable!() };
@@ -2112,9 +2254,9 @@ mod tests {
             for profile in [Profile::V0_7, Profile::V0_8] {
                 let Ok(p) = Program::new(b.clone(), profile) else { continue };
                 for pc in 0..b.code.len() as u32 + 70 {
-                    proptest::prop_assert_eq!(p.index_of(pc), p.pcs.binary_search(&pc).ok());
+                    proptest::prop_assert_eq!(p.index_of(pc), p.pcs().binary_search(&pc).ok());
                 }
-                for idx in 0..p.pcs.len() {
+                for idx in 0..p.len() {
                     let block = p.block_of(idx);
                     proptest::prop_assert!(p.block_start(block) <= idx);
                     proptest::prop_assert!(idx < p.block_start(block + 1));

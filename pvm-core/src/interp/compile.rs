@@ -232,16 +232,16 @@ impl Compiled {
 
 /// Compiles `p` (its instructions, targets and gas blocks).
 pub(crate) fn compile(p: &Program) -> Compiled {
-    let n = p.pcs.len();
+    let n = p.len();
     let mut c = Compiled {
         ops: Vec::with_capacity(n + 1),
-        op_pc: p.pcs.clone(),
+        op_pc: p.pcs().to_vec(),
         costs: alloc::vec![0; n],
     };
     let mut stubs: Vec<(usize, u32)> = Vec::new(); // (op index, pc) needing a PanicAt stub
     let targets = p.static_targets();
     for (i, &target) in targets.iter().enumerate().take(n) {
-        let pc = p.pcs[i];
+        let pc = p.pc(i);
         let implicit = p.is_implicit_trap(i);
         let mut op = if implicit {
             Op::new(H::Trap)

@@ -120,7 +120,7 @@ impl Cursor {
                 // pc is the ecalli; continue after it. An ecalli is never last
                 // in a valid 0.8 program; in 0.7 an implicit trap follows it.
                 match p.index_of(self.pc) {
-                    Some(i) if i + 1 < p.pcs.len() => self.pc = p.pcs[i + 1],
+                    Some(i) if i + 1 < p.len() => self.pc = p.pc(i + 1),
                     _ => {
                         self.state = State::Finished;
                         return Ok(Err(Exit::Panic));
@@ -156,7 +156,7 @@ impl Cursor {
     /// instruction that halted, panicked, faulted or called the host, or the
     /// first of the block whose gas ran out).
     pub fn stop(&mut self, p: &Program, idx: usize, exit: &Exit) {
-        self.pc = p.pcs[idx];
+        self.pc = p.pc(idx);
         match exit {
             Exit::Halt | Exit::Panic => self.state = State::Finished,
             Exit::HostCall(_) => self.state = State::AfterHostCall,
@@ -410,7 +410,7 @@ impl<'p, M: Memory> Vm<'p, M> {
             }
 
             while let Some(op) = it.next() {
-                if T::ENABLED && cur!() < p.pcs.len() {
+                if T::ENABLED && cur!() < p.len() {
                     let mut r13 = [0u64; 13];
                     r13.copy_from_slice(&regs[..13]);
                     tracer.instruction(c.op_pc[cur!()], &p.insts()[cur!()], &r13, gas);

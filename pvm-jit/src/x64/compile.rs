@@ -354,7 +354,7 @@ pub(super) fn compile(
     addressing: Addressing,
     parallel: crate::Parallelism,
 ) -> Result<Code, Error> {
-    let n = p.pcs().len();
+    let n = p.len();
     let blocks = p.block_count();
     let pieces = parallel.pieces().min(blocks);
     let parts = if pieces > 1 && n >= parallel.min_instructions {
@@ -431,7 +431,7 @@ pub(super) fn compile_blob(
         let p = Program::with_gas_model_visiting(blob, profile, model, &mut e)?;
         (p, vec![e])
     };
-    let n = p.pcs().len();
+    let n = p.len();
     let count = emitters.len();
     let mut parts = Vec::with_capacity(count);
     let mut emitters = emitters.into_iter().peekable();
@@ -462,8 +462,13 @@ pub(super) fn compile_blob(
 
 impl pvm_core::WalkVisitor for Emitter<'_> {
     #[inline(always)]
-    fn instruction(&mut self, idx: usize, _: u32, starts_block: bool, implicit: bool, inst: I) {
-        Emitter::instruction(self, idx, starts_block, implicit, inst);
+    fn before(&mut self, idx: usize, starts_block: bool) {
+        Emitter::before(self, idx, starts_block);
+    }
+
+    #[inline(always)]
+    fn instruction(&mut self, idx: usize, _: u32, _: bool, implicit: bool, inst: I) {
+        self.body(idx, implicit, inst);
     }
 }
 
@@ -479,7 +484,7 @@ fn emit_part(
     last: bool,
 ) -> Result<Part, Error> {
     let blocks = p.block_count();
-    let first_block = if range.start < p.pcs().len() {
+    let first_block = if range.start < p.len() {
         p.block_of(range.start)
     } else {
         blocks
@@ -591,11 +596,24 @@ impl<'p> Emitter<'p> {
     /// gas block).
     #[inline(always)]
     fn instruction(&mut self, i: usize, starts_block: bool, implicit: bool, inst: I) {
+        self.before(i, starts_block);
+        self.body(i, implicit, inst);
+    }
+
+    /// What comes before the code of instruction `i`, whatever it is: a
+    /// charge prologue if it starts a gas block, and its offset noted.
+    #[inline(always)]
+    fn before(&mut self, i: usize, starts_block: bool) {
         if starts_block {
             self.emit_charge(i);
         }
         self.starts.push(self.a.offset().0 as u32);
         self.cur = i;
+    }
+
+    /// The code of instruction `i` itself.
+    #[inline(always)]
+    fn body(&mut self, i: usize, implicit: bool, inst: I) {
         if implicit {
             self.panic(i);
         } else {
@@ -609,7 +627,7 @@ impl<'p> Emitter<'p> {
     /// `None` if a block costs more than a 32-bit placeholder holds.
     fn finish(mut self, p: &Program, end: usize, last: bool) -> Result<Option<Part>, Error> {
         let entry = self.has_entry.then_some(0);
-        self.first_block = if self.first_idx < p.pcs().len() {
+        self.first_block = if self.first_idx < p.len() {
             p.block_of(self.first_idx)
         } else {
             p.block_count()
@@ -617,7 +635,7 @@ impl<'p> Emitter<'p> {
         // Falling past the last instruction: into the next part's first
         // block, or (GP 0.8, a `fallthrough` or a branch's fall-through at
         // the end of the code) a panic.
-        if end < p.pcs().len() {
+        if end < p.len() {
             self.jmp(Label(BLOCK | p.block_of(end) as u32));
         } else if end > 0 {
             self.panic(end - 1);

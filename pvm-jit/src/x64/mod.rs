@@ -770,7 +770,7 @@ impl JitInstance {
             let off = self.mem.ctx().fault_rip as u32;
             let idx = self.code.starts.partition_point(|&s| s <= off);
             let is_charge = |idx: usize| {
-                idx < self.program.pcs().len()
+                idx < self.program.len()
                     && self.program.block_start(self.program.block_of(idx)) == idx
                     && self.code.byte(off as usize) == Some(compile::GAS_BYTE)
             };
@@ -818,7 +818,7 @@ impl JitInstance {
     /// 0x10000.
     fn fault_exit(&self, idx: usize) -> Exit {
         let ctx = self.mem.ctx();
-        let pc = self.program.pcs()[idx];
+        let pc = self.program.pc(idx);
         let (addr, len, write) = access_of(&self.program.instruction(idx), &ctx.regs)
             .unwrap_or_else(|| {
                 panic!(
