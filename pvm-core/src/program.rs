@@ -753,23 +753,22 @@ impl Walk {
         }
     }
 
-    /// The 0.8 walk's [`push`](Self::push): the instruction (if kept),
-    /// its static target, and for a terminator its index; offsets, flags
-    /// and blocks follow in `finish_v0_8` (0.8 has no implicit traps, and
-    /// the walk visits exactly the marked starts).
+    /// The 0.8 walk's [`push`](Self::push), in each opcode's arm of the
+    /// decoder: the instruction (with `KEEP`), and for a terminator its
+    /// index (the walk's loop counts it); offsets, flags and blocks follow
+    /// in `finish_v0_8` (0.8 has no implicit traps, and the walk visits
+    /// exactly the marked starts).
     #[inline(always)]
-    fn push_v0_8(&mut self, inst: Instruction) {
-        let idx = self.count as u32;
+    fn push_v0_8<const KEEP: bool>(&mut self, idx: usize, inst: Instruction) {
         let info = OPCODE_INFO[inst.opcode() as usize];
         let terminator = info & info::TERMINATOR != 0;
         if terminator {
-            self.terminators.push(idx);
+            self.terminators.push((idx - self.base) as u32);
         }
         self.ends_block = terminator;
-        if self.keep_insts {
+        if KEEP {
             self.insts.push(inst);
         }
-        self.count += 1;
     }
 
     /// GP 0.8, after the walk: the offsets (the marked starts, which the
@@ -871,6 +870,23 @@ impl Walk {
         end: usize,
         v: &mut V,
     ) -> Result<(), Error> {
+        // A walk for each: the check is not repeated in every arm.
+        if self.keep_insts {
+            self.walk_v0_8_range_keeping::<V, true>(blob, start, end, v)
+        } else {
+            self.walk_v0_8_range_keeping::<V, false>(blob, start, end, v)
+        }
+    }
+
+    /// [`walk_v0_8_range`](Self::walk_v0_8_range), storing the decoded
+    /// instructions if `KEEP`.
+    fn walk_v0_8_range_keeping<V: WalkVisitor, const KEEP: bool>(
+        &mut self,
+        blob: &Blob,
+        start: usize,
+        end: usize,
+        v: &mut V,
+    ) -> Result<(), Error> {
         let n = blob.code.len();
         let mut i = start;
         while i < end {
@@ -890,7 +906,7 @@ impl Walk {
             }
             let (idx, starts_block) = (self.base + self.count, self.ends_block);
             v.before(idx, starts_block);
-            let mut step = Step {
+            let mut step = Step::<V, KEEP> {
                 idx,
                 starts_block,
                 walk: self,
@@ -898,6 +914,7 @@ impl Walk {
                 pc: i,
             };
             codec::decode_visit(op, &blob.code, i as u32, skip, &mut step);
+            self.count += 1;
             i = next;
         }
         Ok(())
@@ -1006,7 +1023,7 @@ impl WalkVisitor for NoVisit {
 
 /// One instruction of the 0.8 walk: recorded, then handed to the visitor
 /// (inlined into each arm of [`codec::decode_visit`]).
-struct Step<'a, V> {
+struct Step<'a, V, const KEEP: bool> {
     walk: &'a mut Walk,
     v: &'a mut V,
     pc: usize,
@@ -1014,11 +1031,11 @@ struct Step<'a, V> {
     starts_block: bool,
 }
 
-impl<V: WalkVisitor> codec::Visit for Step<'_, V> {
+impl<V: WalkVisitor, const KEEP: bool> codec::Visit for Step<'_, V, KEEP> {
     type Out = ();
     #[inline(always)]
     fn visit(&mut self, inst: Instruction) {
-        self.walk.push_v0_8(inst);
+        self.walk.push_v0_8::<KEEP>(self.idx, inst);
         self.v
             .instruction(self.idx, self.pc as u32, self.starts_block, false, inst);
     }

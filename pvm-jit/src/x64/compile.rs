@@ -1266,6 +1266,24 @@ impl Emitter<'_> {
                 return;
             }
         }
+        self.bin_other(op, d, x, y);
+    }
+
+    /// [`bin`](Self::bin) inlined into the decoder's arm for `op`: the
+    /// common operations' register forms (`two_address`) then generate
+    /// with no dispatch on `op` left.
+    #[inline(always)]
+    fn bin_inline(&mut self, op: Bin, d: u8, x: Src, y: Src) {
+        if let Src::R(gx) = x {
+            if self.two_address(op, d, gx, y) {
+                return;
+            }
+        }
+        self.bin_other(op, d, x, y);
+    }
+
+    /// [`bin`](Self::bin) for what `two_address` does not generate.
+    fn bin_other(&mut self, op: Bin, d: u8, x: Src, y: Src) {
         if !op.borrows() {
             if let Src::R(gy) = y {
                 self.bin_rax(op, d, x, host(gy));
@@ -1467,6 +1485,7 @@ impl Emitter<'_> {
     /// The common operations computed in place in the destination's host
     /// register (`d = x; d OP= y`), for `x` a register. False if `op` is
     /// not one of them.
+    #[inline(always)]
     fn two_address(&mut self, op: Bin, d: u8, gx: u8, y: Src) -> bool {
         let wide32 = matches!(op, Add32 | Sub32 | Mul32 | Shl32 | Shr32 | Sar32);
         let simple = matches!(
@@ -1771,10 +1790,10 @@ impl Emitter<'_> {
             I::LoadIndI32(x) => self.load(r(x.a), Some(r(x.b)), x.imm, 4, true),
             I::LoadIndU64(x) => self.load(r(x.a), Some(r(x.b)), x.imm, 8, false),
             // a = f(reg[b], imm)
-            I::AddImm32(x) => self.bin(Add32, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
-            I::AndImm(x) => self.bin(And, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
-            I::XorImm(x) => self.bin(Xor, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
-            I::OrImm(x) => self.bin(Or, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
+            I::AddImm32(x) => self.bin_inline(Add32, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
+            I::AndImm(x) => self.bin_inline(And, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
+            I::XorImm(x) => self.bin_inline(Xor, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
+            I::OrImm(x) => self.bin_inline(Or, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
             I::MulImm32(x) => self.bin(Mul32, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
             I::SetLtUImm(x) => self.bin(SetLtU, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
             I::SetLtSImm(x) => self.bin(SetLtS, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
@@ -1789,11 +1808,11 @@ impl Emitter<'_> {
             I::SharRImmAlt32(x) => self.bin(Sar32, r(x.a), Src::Imm(x.imm), Src::R(r(x.b))),
             I::CmovIzImm(x) => self.cmov(r(x.a), Src::Imm(x.imm), r(x.b), true),
             I::CmovNzImm(x) => self.cmov(r(x.a), Src::Imm(x.imm), r(x.b), false),
-            I::AddImm64(x) => self.bin(Add64, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
+            I::AddImm64(x) => self.bin_inline(Add64, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
             I::MulImm64(x) => self.bin(Mul64, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
-            I::ShloLImm64(x) => self.bin(Shl64, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
-            I::ShloRImm64(x) => self.bin(Shr64, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
-            I::SharRImm64(x) => self.bin(Sar64, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
+            I::ShloLImm64(x) => self.bin_inline(Shl64, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
+            I::ShloRImm64(x) => self.bin_inline(Shr64, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
+            I::SharRImm64(x) => self.bin_inline(Sar64, r(x.a), Src::R(r(x.b)), Src::Imm(x.imm)),
             I::NegAddImm64(x) => self.bin(Sub64, r(x.a), Src::Imm(x.imm), Src::R(r(x.b))),
             I::ShloLImmAlt64(x) => self.bin(Shl64, r(x.a), Src::Imm(x.imm), Src::R(r(x.b))),
             I::ShloRImmAlt64(x) => self.bin(Shr64, r(x.a), Src::Imm(x.imm), Src::R(r(x.b))),
@@ -1828,8 +1847,8 @@ impl Emitter<'_> {
             I::ShloL32(x) => self.three(Shl32, x),
             I::ShloR32(x) => self.three(Shr32, x),
             I::SharR32(x) => self.three(Sar32, x),
-            I::Add64(x) => self.three(Add64, x),
-            I::Sub64(x) => self.three(Sub64, x),
+            I::Add64(x) => self.bin_inline(Add64, x.d.raw(), Src::R(x.a.raw()), Src::R(x.b.raw())),
+            I::Sub64(x) => self.bin_inline(Sub64, x.d.raw(), Src::R(x.a.raw()), Src::R(x.b.raw())),
             I::Mul64(x) => self.three(Mul64, x),
             I::DivU64(x) => self.three(DivU64, x),
             I::DivS64(x) => self.three(DivS64, x),
@@ -1838,9 +1857,9 @@ impl Emitter<'_> {
             I::ShloL64(x) => self.three(Shl64, x),
             I::ShloR64(x) => self.three(Shr64, x),
             I::SharR64(x) => self.three(Sar64, x),
-            I::And(x) => self.three(And, x),
-            I::Xor(x) => self.three(Xor, x),
-            I::Or(x) => self.three(Or, x),
+            I::And(x) => self.bin_inline(And, x.d.raw(), Src::R(x.a.raw()), Src::R(x.b.raw())),
+            I::Xor(x) => self.bin_inline(Xor, x.d.raw(), Src::R(x.a.raw()), Src::R(x.b.raw())),
+            I::Or(x) => self.bin_inline(Or, x.d.raw(), Src::R(x.a.raw()), Src::R(x.b.raw())),
             I::MulUpperSS(x) => self.three(MulUpperSS, x),
             I::MulUpperUU(x) => self.three(MulUpperUU, x),
             I::MulUpperSU(x) => self.three(MulUpperSU, x),

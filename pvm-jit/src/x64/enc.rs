@@ -191,7 +191,10 @@ impl Load {
 /// `mov r64(d), r64(s)`.
 #[inline(always)]
 pub(super) fn mov_rr(a: &mut CodeBuf, d: u8, s: u8) {
-    a.put(|i| i.rex(true, s, d, false).u8(0x89).rr(s, d));
+    a.put(
+        #[inline(always)]
+        |i| i.rex(true, s, d, false).u8(0x89).rr(s, d),
+    );
 }
 
 /// `r64(d) = sext(v)`: `mov r32, imm32` when that zero-extends to the
@@ -200,53 +203,77 @@ pub(super) fn mov_rr(a: &mut CodeBuf, d: u8, s: u8) {
 #[inline(always)]
 pub(super) fn mov_ri(a: &mut CodeBuf, d: u8, v: i32) {
     if v >= 0 {
-        a.put(|i| i.rex(false, 0, d, false).u8(0xB8 | (d & 7)).i32(v));
+        a.put(
+            #[inline(always)]
+            |i| i.rex(false, 0, d, false).u8(0xB8 | (d & 7)).i32(v),
+        );
     } else {
-        a.put(|i| i.rex(true, 0, d, false).u8(0xC7).rr(0, d).i32(v));
+        a.put(
+            #[inline(always)]
+            |i| i.rex(true, 0, d, false).u8(0xC7).rr(0, d).i32(v),
+        );
     }
 }
 
 /// `lea r(d), [r64(b) + disp]`: 64-bit, or 32-bit (`wide = false`).
 #[inline(always)]
 pub(super) fn lea(a: &mut CodeBuf, wide: bool, d: u8, b: u8, disp: i32) {
-    a.put(|i| i.rex(wide, d, b, false).u8(0x8D).mem(d, b, disp));
+    a.put(
+        #[inline(always)]
+        |i| i.rex(wide, d, b, false).u8(0x8D).mem(d, b, disp),
+    );
 }
 
 /// `op r(d), imm` (64-bit, or 32-bit with `wide = false`): the 8-bit
 /// immediate form when it fits.
 #[inline(always)]
 pub(super) fn alu_ri(a: &mut CodeBuf, wide: bool, op: Alu, d: u8, v: i32) {
-    a.put(|i| {
-        let i = i.rex(wide, 0, d, false);
-        match i8::try_from(v) {
-            Ok(v8) => i.u8(0x83).rr(op as u8, d).u8(v8 as u8),
-            Err(_) => i.u8(0x81).rr(op as u8, d).i32(v),
-        }
-    });
+    a.put(
+        #[inline(always)]
+        |i| {
+            let i = i.rex(wide, 0, d, false);
+            match i8::try_from(v) {
+                Ok(v8) => i.u8(0x83).rr(op as u8, d).u8(v8 as u8),
+                Err(_) => i.u8(0x81).rr(op as u8, d).i32(v),
+            }
+        },
+    );
 }
 
 /// `op r(d), r(s)` (64-bit, or 32-bit with `wide = false`).
 #[inline(always)]
 pub(super) fn alu_rr(a: &mut CodeBuf, wide: bool, op: Alu, d: u8, s: u8) {
-    a.put(|i| i.rex(wide, s, d, false).u8((op as u8) << 3 | 1).rr(s, d));
+    a.put(
+        #[inline(always)]
+        |i| i.rex(wide, s, d, false).u8((op as u8) << 3 | 1).rr(s, d),
+    );
 }
 
 /// `test r64(d), r64(d)`.
 #[inline(always)]
 pub(super) fn test_self(a: &mut CodeBuf, d: u8) {
-    a.put(|i| i.rex(true, d, d, false).u8(0x85).rr(d, d));
+    a.put(
+        #[inline(always)]
+        |i| i.rex(true, d, d, false).u8(0x85).rr(d, d),
+    );
 }
 
 /// `op r(d), imm8` for a shift (64-bit, or 32-bit with `wide = false`).
 #[inline(always)]
 pub(super) fn shift_ri(a: &mut CodeBuf, wide: bool, op: Shift, d: u8, count: u8) {
-    a.put(|i| i.rex(wide, 0, d, false).u8(0xC1).rr(op as u8, d).u8(count));
+    a.put(
+        #[inline(always)]
+        |i| i.rex(wide, 0, d, false).u8(0xC1).rr(op as u8, d).u8(count),
+    );
 }
 
 /// `movsxd r64(d), r32(s)`.
 #[inline(always)]
 pub(super) fn movsxd_rr(a: &mut CodeBuf, d: u8, s: u8) {
-    a.put(|i| i.rex(true, d, s, false).u8(0x63).rr(d, s));
+    a.put(
+        #[inline(always)]
+        |i| i.rex(true, d, s, false).u8(0x63).rr(d, s),
+    );
 }
 
 /// The prefixes of a guest access through GS with a 32-bit address.
@@ -258,66 +285,75 @@ fn gs32(i: Ins) -> Ins {
 /// `d = load gs:[e(b) + disp]`.
 #[inline(always)]
 pub(super) fn load_gs(a: &mut CodeBuf, kind: Load, d: u8, b: u8, disp: i32) {
-    a.put(|i| {
-        let i = gs32(i);
-        let i = match kind {
-            Load::U8 => i.rex(false, d, b, false).u8(0x0F).u8(0xB6),
-            Load::I8 => i.rex(true, d, b, false).u8(0x0F).u8(0xBE),
-            Load::U16 => i.rex(false, d, b, false).u8(0x0F).u8(0xB7),
-            Load::I16 => i.rex(true, d, b, false).u8(0x0F).u8(0xBF),
-            Load::U32 => i.rex(false, d, b, false).u8(0x8B),
-            Load::I32 => i.rex(true, d, b, false).u8(0x63),
-            Load::U64 => i.rex(true, d, b, false).u8(0x8B),
-        };
-        i.mem(d, b, disp)
-    });
+    a.put(
+        #[inline(always)]
+        |i| {
+            let i = gs32(i);
+            let i = match kind {
+                Load::U8 => i.rex(false, d, b, false).u8(0x0F).u8(0xB6),
+                Load::I8 => i.rex(true, d, b, false).u8(0x0F).u8(0xBE),
+                Load::U16 => i.rex(false, d, b, false).u8(0x0F).u8(0xB7),
+                Load::I16 => i.rex(true, d, b, false).u8(0x0F).u8(0xBF),
+                Load::U32 => i.rex(false, d, b, false).u8(0x8B),
+                Load::I32 => i.rex(true, d, b, false).u8(0x63),
+                Load::U64 => i.rex(true, d, b, false).u8(0x8B),
+            };
+            i.mem(d, b, disp)
+        },
+    );
 }
 
 /// `store gs:[e(b) + disp], r(s)` of `size` bytes.
 #[inline(always)]
 pub(super) fn store_gs(a: &mut CodeBuf, size: u8, s: u8, b: u8, disp: i32) {
-    a.put(|i| {
-        let i = gs32(i);
-        let i = match size {
-            1 => i.rex(false, s, b, true).u8(0x88),
-            2 => i.u8(0x66).rex(false, s, b, false).u8(0x89),
-            4 => i.rex(false, s, b, false).u8(0x89),
-            _ => i.rex(true, s, b, false).u8(0x89),
-        };
-        i.mem(s, b, disp)
-    });
+    a.put(
+        #[inline(always)]
+        |i| {
+            let i = gs32(i);
+            let i = match size {
+                1 => i.rex(false, s, b, true).u8(0x88),
+                2 => i.u8(0x66).rex(false, s, b, false).u8(0x89),
+                4 => i.rex(false, s, b, false).u8(0x89),
+                _ => i.rex(true, s, b, false).u8(0x89),
+            };
+            i.mem(s, b, disp)
+        },
+    );
 }
 
 /// `store gs:[e(b) + disp], imm` of `size` bytes (8: the sign-extended
 /// 32-bit immediate).
 #[inline(always)]
 pub(super) fn store_gs_imm(a: &mut CodeBuf, size: u8, v: u32, b: u8, disp: i32) {
-    a.put(|i| {
-        let i = gs32(i);
-        match size {
-            1 => i
-                .rex(false, 0, b, false)
-                .u8(0xC6)
-                .mem(0, b, disp)
-                .u8(v as u8),
-            2 => i
-                .u8(0x66)
-                .rex(false, 0, b, false)
-                .u8(0xC7)
-                .mem(0, b, disp)
-                .i16(v as u16 as i16),
-            4 => i
-                .rex(false, 0, b, false)
-                .u8(0xC7)
-                .mem(0, b, disp)
-                .i32(v as i32),
-            _ => i
-                .rex(true, 0, b, false)
-                .u8(0xC7)
-                .mem(0, b, disp)
-                .i32(v as i32),
-        }
-    });
+    a.put(
+        #[inline(always)]
+        |i| {
+            let i = gs32(i);
+            match size {
+                1 => i
+                    .rex(false, 0, b, false)
+                    .u8(0xC6)
+                    .mem(0, b, disp)
+                    .u8(v as u8),
+                2 => i
+                    .u8(0x66)
+                    .rex(false, 0, b, false)
+                    .u8(0xC7)
+                    .mem(0, b, disp)
+                    .i16(v as u16 as i16),
+                4 => i
+                    .rex(false, 0, b, false)
+                    .u8(0xC7)
+                    .mem(0, b, disp)
+                    .i32(v as i32),
+                _ => i
+                    .rex(true, 0, b, false)
+                    .u8(0xC7)
+                    .mem(0, b, disp)
+                    .i32(v as i32),
+            }
+        },
+    );
 }
 
 #[cfg(test)]
