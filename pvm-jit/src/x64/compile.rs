@@ -1082,6 +1082,7 @@ impl Emitter<'_> {
     // --- guest registers ---------------------------------------------------
 
     /// Guest register `g` = host register `h`.
+    #[inline(always)]
     fn put(&mut self, g: u8, h: u8) {
         let d = host(g);
         if d != h {
@@ -1090,6 +1091,7 @@ impl Emitter<'_> {
     }
 
     /// Host register `h` = the operand.
+    #[inline(always)]
     fn load_to(&mut self, h: u8, s: Src) {
         match s {
             Src::R(g) => {
@@ -1708,11 +1710,7 @@ impl Emitter<'_> {
             I::BranchLeSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::LeS, x.target),
             I::BranchGeSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GeS, x.target),
             I::BranchGtSImm(x) => self.branch(i, r(x.a), Src::Imm(x.imm), Cc::GtS, x.target),
-            I::MoveReg(x) => self.unary(r(x.d), r(x.a), |a, d, s| {
-                if d != s {
-                    dynasm!(a ; .arch x64 ; mov Rq(d), Rq(s));
-                }
-            }),
+            I::MoveReg(x) => self.put(r(x.d), host(r(x.a))),
             I::Sbrk(x) => {
                 // A call into Rust: every guest register goes through the
                 // context (the call clobbers the caller-saved ones).
