@@ -260,10 +260,11 @@ impl Blob {
 
     /// The marked instruction starts below the end of the code, as 64-bit
     /// words (bit `pc % 64` of word `pc / 64`), `(len + 1).div_ceil(64)`
-    /// words.
-    fn start_words(&self) -> Vec<u64> {
+    /// words, into `words` (emptied first).
+    fn start_words_into(&self, words: &mut Vec<u64>) {
         let n = self.code.len();
-        let mut words = Vec::with_capacity((n + 1).div_ceil(64));
+        words.clear();
+        words.reserve((n + 1).div_ceil(64));
         let mut chunks = self.bitmask.chunks_exact(8);
         for c in &mut chunks {
             words.push(u64::from_le_bytes([
@@ -281,7 +282,6 @@ impl Blob {
         if n % 64 != 0 {
             words[n / 64] &= (1u64 << (n % 64)) - 1;
         }
-        words
     }
 }
 
@@ -451,6 +451,9 @@ impl Drop for Program {
             block_starts: core::mem::take(&mut self.block_starts),
             block_costs: core::mem::take(&mut self.block_costs),
             block_bits: core::mem::take(&mut self.block_bits),
+            pc_bits: core::mem::take(&mut self.pc_bits),
+            pc_rank: core::mem::take(&mut self.pc_rank),
+            block_rank: core::mem::take(&mut self.block_rank),
         }
         .keep();
     }
@@ -471,6 +474,9 @@ struct Spare {
     block_starts: Vec<u32>,
     block_costs: Vec<u64>,
     block_bits: Vec<u64>,
+    pc_bits: Vec<u64>,
+    pc_rank: Vec<u32>,
+    block_rank: Vec<u32>,
 }
 
 static SPARE: spin::Mutex<Option<Spare>> = spin::Mutex::new(None);
@@ -488,7 +494,7 @@ impl Spare {
     /// long should not hold a big program's tables), or new empty ones
     /// (also when another thread holds the lock: nobody waits for it).
     fn take(len: usize) -> Spare {
-        let fits = |s: &Spare| s.insts.capacity() <= 4 * len + 1024;
+        let fits = |s: &Spare| s.size() <= 4 * len + 1024;
         SPARE
             .try_lock()
             .and_then(|mut slot| {
@@ -505,7 +511,7 @@ impl Spare {
     /// kept already are bigger.
     /// Kept tables of a split decoding's piece for about `len` code bytes.
     fn take_piece(len: usize) -> Spare {
-        let fits = |s: &Spare| s.insts.capacity() <= 4 * len + 1024;
+        let fits = |s: &Spare| s.size() <= 4 * len + 1024;
         SPARE_PIECES
             .try_lock()
             .and_then(|mut pool| {
@@ -529,7 +535,7 @@ impl Spare {
     /// These tables emptied, if they are worth keeping: not empty, and not
     /// bigger than [`Spare::MAX_INSTRUCTIONS`].
     fn emptied(mut self) -> Option<Spare> {
-        let size = self.insts.capacity();
+        let size = self.size();
         if size == 0 || size > Self::MAX_INSTRUCTIONS {
             return None;
         }
@@ -540,17 +546,24 @@ impl Spare {
         self.block_starts.clear();
         self.block_costs.clear();
         self.block_bits.clear();
+        self.pc_bits.clear();
+        self.pc_rank.clear();
+        self.block_rank.clear();
         Some(self)
+    }
+
+    /// The instructions these tables were made for: the larger of the
+    /// decoded instructions and the offsets (a program that keeps no
+    /// decoded instructions still reserved its offsets).
+    fn size(&self) -> usize {
+        self.insts.capacity().max(self.pcs.capacity())
     }
 
     fn keep(self) {
         let Some(this) = self.emptied() else { return };
-        let size = this.insts.capacity();
+        let size = this.size();
         if let Some(mut slot) = SPARE.try_lock() {
-            if slot
-                .as_ref()
-                .is_none_or(|kept| kept.insts.capacity() < size)
-            {
+            if slot.as_ref().is_none_or(|kept| kept.size() < size) {
                 *slot = Some(this);
             }
         }
@@ -700,23 +713,22 @@ struct Walk {
     block_costs: Vec<u64>,
     /// Whether `insts` is filled (see [`Insts`]).
     keep_insts: bool,
-    /// GP 0.8: the indices of the terminators, from which the flags and
-    /// blocks are derived once the walk is done (see `derive_blocks`).
-    terminators: Vec<u32>,
     /// GP 0.8: the instructions walked (their offsets are the marked
     /// starts, read from the mask once the walk is done).
     count: usize,
 }
 
 impl Walk {
-    fn new(blob: &Blob, spare: Spare) -> Walk {
+    fn new(blob: &Blob, spare: Spare, keep_insts: bool) -> Walk {
         // Marked starts bound the instructions; 0.7's implicit traps may add
         // more (the vectors then grow).
         let starts = blob.marked_starts();
-        Walk::with_capacity(starts + 2, spare)
+        Walk::with_capacity(starts + 2, spare, keep_insts)
     }
 
-    fn with_capacity(cap: usize, spare: Spare) -> Walk {
+    /// A walk for about `cap` instructions, filling the tables of `spare`;
+    /// it stores the decoded instructions if `keep_insts`.
+    fn with_capacity(cap: usize, spare: Spare, keep_insts: bool) -> Walk {
         let Spare {
             mut insts,
             mut pcs,
@@ -725,8 +737,13 @@ impl Walk {
             mut block_starts,
             block_costs,
             mut block_bits,
+            pc_bits,
+            pc_rank,
+            block_rank,
         } = spare;
-        insts.reserve(cap);
+        if keep_insts {
+            insts.reserve(cap);
+        }
         pcs.reserve(cap);
         flags.reserve(cap);
         // Blocks and static jumps: about a quarter of the instructions in
@@ -738,32 +755,32 @@ impl Walk {
             pcs,
             flags,
             block_starts,
-            pc_bits: Vec::new(),
-            pc_rank: Vec::new(),
+            pc_bits,
+            pc_rank,
             block_bits,
-            block_rank: Vec::new(),
+            block_rank,
             after_terminator: true,
             ends_block: true,
             base: 0,
             targets,
             block_costs,
-            keep_insts: true,
-            terminators: Vec::with_capacity(cap / 2 + 2),
+            keep_insts,
             count: 0,
         }
     }
 
     /// The 0.8 walk's [`push`](Self::push), in each opcode's arm of the
-    /// decoder: the instruction (with `KEEP`), and for a terminator its
-    /// index (the walk's loop counts it); offsets, flags and blocks follow
-    /// in `finish_v0_8` (0.8 has no implicit traps, and the walk visits
-    /// exactly the marked starts).
+    /// decoder: the instruction (with `KEEP`), and after a terminator the
+    /// start of a block (the index that follows, counted from this walk's
+    /// first; the walk's loop counts the instruction); offsets, flags and
+    /// block bits follow in `finish_v0_8` (0.8 has no implicit traps, and
+    /// the walk visits exactly the marked starts).
     #[inline(always)]
     fn push_v0_8<const KEEP: bool>(&mut self, idx: usize, inst: Instruction) {
         let info = OPCODE_INFO[inst.opcode() as usize];
         let terminator = info & info::TERMINATOR != 0;
         if terminator {
-            self.terminators.push((idx - self.base) as u32);
+            self.block_starts.push((idx + 1 - self.base) as u32);
         }
         self.ends_block = terminator;
         if KEEP {
@@ -773,34 +790,29 @@ impl Walk {
 
     /// GP 0.8, after the walk: the offsets (the marked starts, which the
     /// walk visited, and nothing else: no table of them is built here, see
-    /// [`Pcs`]), then flags, block starts and block bits from the
-    /// terminators (a block starts at index 0 and after each terminator).
+    /// [`Pcs`]), then the block starts closed and their bits (a block
+    /// starts at index 0 and after each terminator but the last
+    /// instruction).
     fn finish_v0_8(&mut self, blob: &Blob) {
-        self.pc_bits = blob.start_words();
+        blob.start_words_into(&mut self.pc_bits);
         self.pcs.clear();
         let n = self.count;
         // No flags under 0.8: ϖ is the block starts, and nothing is an
         // implicit trap (see `Program::in_varpi`).
         self.flags.clear();
-        self.block_starts.clear();
+        if n == 0 {
+            self.block_starts.clear();
+        }
+        if self.block_starts.last() == Some(&(n as u32)) {
+            // After the last instruction: no block.
+            self.block_starts.pop();
+        }
+        debug_assert!(n == 0 || self.block_starts.first() == Some(&0));
         self.block_bits.clear();
         self.block_bits.resize((n + 2).div_ceil(64), 0);
-        if n == 0 {
-            return;
+        for &b in &self.block_starts {
+            self.block_bits[b as usize / 64] |= 1 << (b % 64);
         }
-        let start = |walk: &mut Walk, idx: usize| {
-            walk.block_starts.push(idx as u32);
-            walk.block_bits[idx / 64] |= 1 << (idx % 64);
-        };
-        start(self, 0);
-        let terminators = core::mem::take(&mut self.terminators);
-        for &t in &terminators {
-            let t = t as usize;
-            if t + 1 < n {
-                start(self, t + 1);
-            }
-        }
-        self.terminators = terminators;
     }
 
     /// Appends the instruction (or, with `implicit`, the implicit trap) at `pc`.
@@ -888,6 +900,10 @@ impl Walk {
         v: &mut V,
     ) -> Result<(), Error> {
         let n = blob.code.len();
+        if start == 0 {
+            // Index 0 starts a block; the rest follow terminators.
+            self.block_starts.push(0);
+        }
         let mut i = start;
         while i < end {
             let gap = blob.gap(i);
@@ -926,8 +942,8 @@ impl Walk {
         let off = self.count as u32;
         self.count += next.count;
         self.insts.append(&mut next.insts);
-        self.terminators
-            .extend(next.terminators.iter().map(|&t| t + off));
+        self.block_starts
+            .extend(next.block_starts.iter().map(|&b| b + off));
         self.ends_block = next.ends_block;
         // The emptied tables, to keep for the next split decoding.
         Spare {
@@ -938,6 +954,9 @@ impl Walk {
             block_starts: next.block_starts,
             block_costs: next.block_costs,
             block_bits: next.block_bits,
+            pc_bits: next.pc_bits,
+            pc_rank: next.pc_rank,
+            block_rank: next.block_rank,
         }
     }
 
@@ -946,7 +965,8 @@ impl Walk {
     /// and an unmarked offset 0 are implicit traps.
     fn walk_v0_7(&mut self, blob: &Blob) {
         let n = blob.code.len();
-        self.pc_bits = alloc::vec![0; (n + 1).div_ceil(64)];
+        self.pc_bits.clear();
+        self.pc_bits.resize((n + 1).div_ceil(64), 0);
         if n > 0 && !blob.is_start(0) {
             // Code offset 0 is not an instruction start: 0.7 runs it as trap.
             self.push_marked(0, Instruction::Trap(NoArgs), true);
@@ -982,8 +1002,8 @@ impl Walk {
     fn finish(&mut self, n: usize) {
         debug_assert!(self.pcs.last().is_none_or(|&pc| pc as usize <= n));
         self.block_starts.push(self.count as u32);
-        self.pc_rank = rank(&self.pc_bits);
-        self.block_rank = rank(&self.block_bits);
+        rank(&self.pc_bits, &mut self.pc_rank);
+        rank(&self.block_bits, &mut self.block_rank);
     }
 }
 
@@ -1041,15 +1061,15 @@ impl<V: WalkVisitor, const KEEP: bool> codec::Visit for Step<'_, V, KEEP> {
     }
 }
 
-/// The set bits before each word of `bits`.
-fn rank(bits: &[u64]) -> Vec<u32> {
-    let mut rank = Vec::with_capacity(bits.len());
+/// The set bits before each word of `bits`, into `rank` (emptied first).
+fn rank(bits: &[u64], rank: &mut Vec<u32>) {
+    rank.clear();
+    rank.reserve(bits.len());
     let mut seen = 0u32;
     for w in bits {
         rank.push(seen);
         seen += w.count_ones();
     }
-    rank
 }
 
 /// What the walk needs to know of an opcode, looked up once per instruction.
@@ -1159,8 +1179,7 @@ impl Program {
             });
         }
         // At most one instruction per code byte.
-        let mut w = Walk::new(&blob, Spare::take(n));
-        w.keep_insts = keep;
+        let mut w = Walk::new(&blob, Spare::take(n), keep);
         match profile {
             Profile::V0_8 => w.walk_v0_8(&blob, v)?,
             Profile::V0_7 => {
@@ -1272,14 +1291,13 @@ impl Program {
         let mut pieces: Vec<(Walk, V, Result<(), Error>, usize, usize)> = Vec::new();
         for (k, w) in bounds.windows(2).enumerate() {
             let mut walk = if k == 0 {
-                Walk::with_capacity(starts + 2, core::mem::take(&mut spare))
+                Walk::with_capacity(starts + 2, core::mem::take(&mut spare), keep)
             } else {
                 // About its share of the instructions (vectors grow if not).
                 let cap = (w[1] - w[0]) * (starts + 2) / n.max(1) + 64;
-                Walk::with_capacity(cap, Spare::take_piece(w[1] - w[0]))
+                Walk::with_capacity(cap, Spare::take_piece(w[1] - w[0]), keep)
             };
             walk.base = firsts[k];
-            walk.keep_insts = keep;
             let v = make(firsts[k], firsts[k + 1] - firsts[k]);
             // Until its job runs: a `run` that skips a piece is an error, not
             // a program with a piece missing.

@@ -145,7 +145,7 @@ const HOST16: [u8; 16] = {
 };
 
 /// The host register of guest register `g`.
-#[inline(always)]
+#[cfg_attr(not(debug_assertions), inline(always))]
 fn host(g: u8) -> u8 {
     HOST16[usize::from(g & 15)]
 }
@@ -461,12 +461,12 @@ pub(super) fn compile_blob(
 }
 
 impl pvm_core::WalkVisitor for Emitter<'_> {
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn before(&mut self, idx: usize, starts_block: bool) {
         Emitter::before(self, idx, starts_block);
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn instruction(&mut self, idx: usize, _: u32, _: bool, implicit: bool, inst: I) {
         self.body(idx, implicit, inst);
     }
@@ -594,7 +594,7 @@ impl<'p> Emitter<'p> {
 
     /// The code of instruction `i` (a charge prologue first if it starts a
     /// gas block).
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn instruction(&mut self, i: usize, starts_block: bool, implicit: bool, inst: I) {
         self.before(i, starts_block);
         self.body(i, implicit, inst);
@@ -602,7 +602,7 @@ impl<'p> Emitter<'p> {
 
     /// What comes before the code of instruction `i`, whatever it is: a
     /// charge prologue if it starts a gas block, and its offset noted.
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn before(&mut self, i: usize, starts_block: bool) {
         if starts_block {
             self.emit_charge(i);
@@ -612,7 +612,7 @@ impl<'p> Emitter<'p> {
     }
 
     /// The code of instruction `i` itself.
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn body(&mut self, i: usize, implicit: bool, inst: I) {
         if implicit {
             self.panic(i);
@@ -779,7 +779,7 @@ impl<'p> Emitter<'p> {
         self.resolve_jumps_with(p);
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn resolve_jumps_with(&mut self, p: &Program) {
         let mut deferred = core::mem::take(&mut self.deferred);
         let local = self.first_block..self.first_block + self.blocks.len();
@@ -846,19 +846,27 @@ fn join(p: &Program, parts: Vec<Part>) -> Result<Code, Error> {
         bases.push(total);
         total += part.code.len() as u32;
     }
-    // The shared labels' and the blocks' offsets.
+    // The shared labels' and the blocks' offsets (one part's own table if
+    // there is one part: its offsets are already the final ones).
     let mut shared = [UNBOUND; SHARED as usize];
-    let mut blocks = Vec::with_capacity(p.block_count());
+    let mut parts = parts;
+    let mut blocks = if parts.len() == 1 {
+        core::mem::take(&mut parts[0].scratch.blocks)
+    } else {
+        Vec::with_capacity(p.block_count())
+    };
+    let one = parts.len() == 1;
     for (part, &base) in parts.iter().zip(&bases) {
         for (g, &at) in shared.iter_mut().zip(&part.scratch.labels) {
             if at != UNBOUND {
                 *g = at + base;
             }
         }
-        blocks.extend(part.scratch.blocks.iter().map(|&at| at + base));
+        if !one {
+            blocks.extend(part.scratch.blocks.iter().map(|&at| at + base));
+        }
     }
     let unencodable = Error::Unsupported("JIT: a jump that cannot be encoded");
-    let mut parts = parts;
     for (part, &base) in parts.iter_mut().zip(&bases) {
         let s = &mut part.scratch;
         for &(at, l) in &s.fixups {
@@ -916,6 +924,10 @@ fn join(p: &Program, parts: Vec<Part>) -> Result<Code, Error> {
         .next()
         .ok_or(Error::Unsupported("JIT: no code generated"))?;
     let mut starts = core::mem::take(&mut first.starts);
+    if one {
+        // Its table back, to keep for the next compilation.
+        first.scratch.blocks = blocks;
+    }
     buffers::give_back_scratch(first.scratch);
     // One part: its buffer becomes the code. More: copied one after the
     // other into a buffer for all of them.
@@ -964,7 +976,7 @@ impl Emitter<'_> {
 
     /// `op` followed by a `rel32` field to fill in with the distance to
     /// `l`.
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn op_rel32<const N: usize>(&mut self, op: [u8; N], l: Label) {
         let at = self.a.offset().0 + N;
         self.a.put(|i| i.op_rel32(op));
@@ -973,7 +985,7 @@ impl Emitter<'_> {
 
     /// `op` followed by a `rel32` field to the static target of
     /// instruction `i` (see [`Emitter::finish`]).
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn op_deferred<const N: usize>(&mut self, op: [u8; N], i: usize, flag: u32, target: u32) {
         let at = self.a.offset().0 + N;
         self.a.put(|x| x.op_rel32(op));
@@ -1082,7 +1094,7 @@ impl Emitter<'_> {
     // --- guest registers ---------------------------------------------------
 
     /// Guest register `g` = host register `h`.
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn put(&mut self, g: u8, h: u8) {
         let d = host(g);
         if d != h {
@@ -1091,7 +1103,7 @@ impl Emitter<'_> {
     }
 
     /// Host register `h` = the operand.
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn load_to(&mut self, h: u8, s: Src) {
         match s {
             Src::R(g) => {
@@ -1188,7 +1200,7 @@ impl Emitter<'_> {
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn load(&mut self, dst: u8, base: Option<u8>, imm: u32, size: u8, signed: bool) {
         let d = host(dst);
         if let Some((b, k)) = self.segment(base, imm) {
@@ -1215,7 +1227,7 @@ impl Emitter<'_> {
         }
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn store(&mut self, src: Src, base: Option<u8>, imm: u32, size: u8) {
         if let Some((b, k)) = self.segment(base, imm) {
             match src {
@@ -1274,7 +1286,7 @@ impl Emitter<'_> {
     /// [`bin`](Self::bin) inlined into the decoder's arm for `op`: the
     /// common operations' register forms (`two_address`) then generate
     /// with no dispatch on `op` left.
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn bin_inline(&mut self, op: Bin, d: u8, x: Src, y: Src) {
         if let Src::R(gx) = x {
             if self.two_address(op, d, gx, y) {
@@ -1487,7 +1499,7 @@ impl Emitter<'_> {
     /// The common operations computed in place in the destination's host
     /// register (`d = x; d OP= y`), for `x` a register. False if `op` is
     /// not one of them.
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn two_address(&mut self, op: Bin, d: u8, gx: u8, y: Src) -> bool {
         let wide32 = matches!(op, Add32 | Sub32 | Mul32 | Shl32 | Shr32 | Sar32);
         let simple = matches!(
@@ -1652,7 +1664,7 @@ impl Emitter<'_> {
         self.op_deferred([0x0F, 0x80 | code], i, JCC, target);
     }
 
-    #[inline(always)]
+    #[cfg_attr(not(debug_assertions), inline(always))]
     fn emit(&mut self, i: usize, inst: I) {
         let r = |x: pvm_core::Reg| x.raw();
         use Bin::*;
