@@ -127,7 +127,7 @@ impl Runner for DoomBench {
 /// code blob (as PolkaVM's runs start from its parsed `ProgramBlob`):
 /// decode and validate it with the naive gas model and generate its native
 /// code, in one pass (`JitInstance::from_blob_on`: the compile time);
-/// reserve the instance's guest window, lay out Y's memory and copy it in
+/// reserve the instance's guest window and lay out Y's memory in it
 /// (the instantiate time).
 #[derive(Debug)]
 struct JitProgram {
@@ -199,16 +199,11 @@ impl JitProgram {
         let compile = jit.compile_time();
         let reserve = made.saturating_sub(compile);
 
-        // Y's memory, copied in.
+        // Y's memory, laid out straight in the instance's window.
         let start = Instant::now();
-        let initial = self
-            .std_program
-            .initialize::<FlatMemory>(&[])
-            .map_err(|e| format!("ours: Y: {e}"))?;
-        let jit = pvm_std::jit::with_memory(jit, &initial.memory)
-            .map_err(|e| format!("ours: JIT: {e}"))?;
+        let jit = pvm_std::jit::with_standard(jit, &self.std_program, &[])
+            .map_err(|e| format!("ours: JIT: Y: {e}"))?;
         let instantiate = reserve + start.elapsed();
-        drop(initial);
 
         Ok((
             jit,

@@ -143,6 +143,21 @@ impl StandardProgram {
 
     /// The GP's Y: lays out memory and registers for arguments `args`.
     pub fn initialize<M: Memory + Default>(&self, args: &[u8]) -> Result<Initial<M>, Error> {
+        let mut memory = M::default();
+        let (regs, heap) = self.initialize_into(&mut memory, args)?;
+        Ok(Initial { memory, regs, heap })
+    }
+
+    /// The GP's Y laid out in `m`, a memory whose pages are all
+    /// inaccessible (a backend's own, so that no image is built and copied
+    /// over): the zones mapped and their data written. Gives the registers
+    /// and the heap bounds. On an error (checked before anything is
+    /// written) `m` is unchanged.
+    pub fn initialize_into<M: Memory>(
+        &self,
+        m: &mut M,
+        args: &[u8],
+    ) -> Result<([u64; 13], Heap), Error> {
         self.check_layout()?;
         if args.len() > MAX_ARGS as usize {
             return Err(Error::OutOfRange {
@@ -151,7 +166,6 @@ impl StandardProgram {
                 value: args.len() as u64,
             });
         }
-        let mut m = M::default();
         let fill = |m: &mut M, start: u32, data: &[u8], len: u64, access: Access| {
             let pages = (page_round(len) / u64::from(PAGE_SIZE)) as u32;
             if pages == 0 {
@@ -166,7 +180,7 @@ impl StandardProgram {
             m.set_access(start / PAGE_SIZE, pages, access);
         };
         fill(
-            &mut m,
+            m,
             RO_START,
             &self.ro_data,
             self.ro_data.len() as u64,
@@ -175,11 +189,11 @@ impl StandardProgram {
         let h0 = self.heap_start();
         let heap_len = page_round(self.rw_data.len() as u64)
             + u64::from(self.heap_pages) * u64::from(PAGE_SIZE);
-        fill(&mut m, h0, &self.rw_data, heap_len, Access::Write);
+        fill(m, h0, &self.rw_data, heap_len, Access::Write);
         let stack_len = page_round(u64::from(self.stack_size));
         let stack_bottom = u64::from(STACK_TOP) - stack_len;
-        fill(&mut m, stack_bottom as u32, &[], stack_len, Access::Write);
-        fill(&mut m, ARGS_START, args, args.len() as u64, Access::Read);
+        fill(m, stack_bottom as u32, &[], stack_len, Access::Write);
+        fill(m, ARGS_START, args, args.len() as u64, Access::Read);
 
         let mut regs = [0u64; 13];
         regs[0] = u64::from(HALT_ADDRESS);
@@ -190,11 +204,7 @@ impl StandardProgram {
             top: (u64::from(h0) + heap_len) as u32,
             limit: (stack_bottom - u64::from(ZONE_SIZE)) as u32,
         };
-        Ok(Initial {
-            memory: m,
-            regs,
-            heap,
-        })
+        Ok((regs, heap))
     }
 }
 
