@@ -360,12 +360,15 @@ pub struct Program {
     /// Number of instruction indices (instructions, and 0.7's implicit
     /// traps).
     len: usize,
-    /// The code offset of each index (see [`Pcs`]).
-    pcs: Pcs,
+    /// The code offset of each index: the 0.7 walk builds the table (its
+    /// implicit traps are not all marked starts); under 0.8 the indices are
+    /// exactly the marked starts, and it is derived from the mask when
+    /// asked for (see [`Program::pc`]).
+    pcs: LazyTable,
     pub(crate) flags: Vec<u8>,
     /// Resolved static target of each jump/branch (index), else
-    /// INVALID_TARGET: built on first use (see [`Targets`]).
-    targets: Targets,
+    /// INVALID_TARGET: built on first use.
+    targets: LazyTable,
     /// The jump table resolved to instruction indices.
     pub(crate) jump_table: Vec<u32>,
     /// First instruction index of each gas block (plus a sentinel at the end).
@@ -439,14 +442,8 @@ impl Drop for Program {
                 .get_mut()
                 .map(core::mem::take)
                 .unwrap_or_default(),
-            pcs: match self.pcs.table.get_mut() {
-                Some(t) => core::mem::take(t),
-                None => core::mem::take(self.pcs.spare.get_mut()),
-            },
-            targets: match self.targets.resolved.get_mut() {
-                Some(t) => core::mem::take(t),
-                None => core::mem::take(self.targets.spare.get_mut()),
-            },
+            pcs: self.pcs.take(),
+            targets: self.targets.take(),
             flags: core::mem::take(&mut self.flags),
             block_starts: core::mem::take(&mut self.block_starts),
             block_costs: core::mem::take(&mut self.block_costs),
@@ -619,70 +616,75 @@ impl core::fmt::Debug for Insts {
     }
 }
 
-/// The static targets, resolved (to instruction indices, or
-/// [`INVALID_TARGET`]) from the instructions the first time they are asked
-/// for: the recompiler resolves its jumps itself, from each instruction
-/// as it generates its code, and never needs the table.
+/// A table of the program built the first time it is asked for, into an
+/// empty one kept from an earlier program: the static targets (the
+/// recompiler resolves its jumps itself, from each instruction as it
+/// generates its code, and never needs them) and, under GP 0.8, the code
+/// offset of each index (see [`Program::pc`]).
 #[derive(Default)]
-struct Targets {
-    /// An empty table (of an earlier program) to resolve them into.
-    spare: spin::Mutex<Vec<u32>>,
-    resolved: spin::Once<Vec<u32>>,
-}
-
-impl Clone for Targets {
-    fn clone(&self) -> Self {
-        Targets {
-            spare: spin::Mutex::new(Vec::new()),
-            resolved: match self.resolved.get() {
-                Some(v) => spin::Once::initialized(v.clone()),
-                None => spin::Once::new(),
-            },
-        }
-    }
-}
-
-impl core::fmt::Debug for Targets {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(if self.resolved.is_completed() {
-            "Targets(resolved)"
-        } else {
-            "Targets(not resolved)"
-        })
-    }
-}
-
-/// The code offset of each instruction index: the 0.7 walk builds the table
-/// (its implicit traps are not all marked starts); under 0.8 the indices
-/// are exactly the marked starts, and the table is derived from the mask
-/// the first time it is asked for. Until then [`Program::pc`] answers from
-/// the mask and its rank (the recompiler needs a pc only at an exit).
-#[derive(Default)]
-struct Pcs {
-    /// An empty table (of an earlier program) to derive it into.
+struct LazyTable {
+    /// An empty table (of an earlier program) to build it into.
     spare: spin::Mutex<Vec<u32>>,
     table: spin::Once<Vec<u32>>,
 }
 
-impl Clone for Pcs {
-    fn clone(&self) -> Self {
-        Pcs {
+impl LazyTable {
+    /// A table built already.
+    fn built(table: Vec<u32>) -> LazyTable {
+        LazyTable {
             spare: spin::Mutex::new(Vec::new()),
-            table: match self.table.get() {
-                Some(v) => spin::Once::initialized(v.clone()),
-                None => spin::Once::new(),
-            },
+            table: spin::Once::initialized(table),
+        }
+    }
+
+    /// A table to build later, into `spare`.
+    fn later(spare: Vec<u32>) -> LazyTable {
+        LazyTable {
+            spare: spin::Mutex::new(spare),
+            table: spin::Once::new(),
+        }
+    }
+
+    /// The table, built now by `build` (given the spare, emptied) if it is
+    /// not yet.
+    fn get_or_build(&self, build: impl FnOnce(&mut Vec<u32>)) -> &[u32] {
+        self.table.call_once(|| {
+            let mut t = core::mem::take(&mut *self.spare.lock());
+            t.clear();
+            build(&mut t);
+            t
+        })
+    }
+
+    /// The table if it is built.
+    fn get(&self) -> Option<&[u32]> {
+        self.table.get().map(Vec::as_slice)
+    }
+
+    /// Its memory (the table, or the spare), to keep for another program.
+    fn take(&mut self) -> Vec<u32> {
+        match self.table.get_mut() {
+            Some(t) => core::mem::take(t),
+            None => core::mem::take(self.spare.get_mut()),
         }
     }
 }
 
-impl core::fmt::Debug for Pcs {
+impl Clone for LazyTable {
+    fn clone(&self) -> Self {
+        match self.get() {
+            Some(t) => LazyTable::built(t.to_vec()),
+            None => LazyTable::default(),
+        }
+    }
+}
+
+impl core::fmt::Debug for LazyTable {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(if self.table.is_completed() {
-            "Pcs(built)"
-        } else {
-            "Pcs(not built)"
-        })
+        match self.get() {
+            Some(t) => write!(f, "LazyTable({} entries)", t.len()),
+            None => f.write_str("LazyTable(not built)"),
+        }
     }
 }
 
@@ -790,7 +792,7 @@ impl Walk {
 
     /// GP 0.8, after the walk: the offsets (the marked starts, which the
     /// walk visited, and nothing else: no table of them is built here, see
-    /// [`Pcs`]), then the block starts closed and their bits (a block
+    /// [`Program::pc`]), then the block starts closed and their bits (a block
     /// starts at index 0 and after each terminator but the last
     /// instruction).
     fn finish_v0_8(&mut self, blob: &Blob) {
@@ -1358,21 +1360,12 @@ impl Program {
             },
             len: w.count,
             pcs: if profile == Profile::V0_7 {
-                Pcs {
-                    spare: spin::Mutex::new(Vec::new()),
-                    table: spin::Once::initialized(w.pcs),
-                }
+                LazyTable::built(w.pcs)
             } else {
-                Pcs {
-                    spare: spin::Mutex::new(w.pcs),
-                    table: spin::Once::new(),
-                }
+                LazyTable::later(w.pcs)
             },
             flags: w.flags,
-            targets: Targets {
-                spare: spin::Mutex::new(core::mem::take(&mut w.targets)),
-                resolved: spin::Once::new(),
-            },
+            targets: LazyTable::later(core::mem::take(&mut w.targets)),
             jump_table: Vec::new(),
             block_starts: w.block_starts,
             block_costs: Vec::new(),
@@ -1544,9 +1537,7 @@ impl Program {
     /// The code offset of each instruction index (under 0.8 derived from
     /// the mask the first time it is asked for; see [`Program::pc`] for one).
     pub fn pcs(&self) -> &[u32] {
-        self.pcs.table.call_once(|| {
-            let mut pcs = core::mem::take(&mut *self.pcs.spare.lock());
-            pcs.clear();
+        self.pcs.get_or_build(|pcs| {
             pcs.reserve(self.len);
             for (k, &word) in self.pc_bits.iter().enumerate() {
                 let mut w = word;
@@ -1555,7 +1546,6 @@ impl Program {
                     w &= w - 1;
                 }
             }
-            pcs
         })
     }
 
@@ -1563,7 +1553,7 @@ impl Program {
     /// building the table: the `idx`-th set bit of the mask, found through
     /// its rank). Panics if `idx` is out of range.
     pub fn pc(&self, idx: usize) -> u32 {
-        if let Some(t) = self.pcs.table.get() {
+        if let Some(t) = self.pcs.get() {
             return t[idx];
         }
         assert!(idx < self.len, "instruction index out of range");
@@ -1622,16 +1612,13 @@ impl Program {
 
     /// Every instruction's [`static_target`](Self::static_target).
     pub fn static_targets(&self) -> &[u32] {
-        self.targets.resolved.call_once(|| {
-            let mut targets = core::mem::take(&mut *self.targets.spare.lock());
-            targets.clear();
+        self.targets.get_or_build(|targets| {
             targets.extend(self.instructions().iter().enumerate().map(|(idx, inst)| {
                 match static_transfer(inst) {
                     Some((kind, target)) => self.resolve_static_target(idx, kind, target),
                     None => INVALID_TARGET,
                 }
             }));
-            targets
         })
     }
 
@@ -2217,7 +2204,7 @@ mod tests {
                 let p = Program::with_gas_model(blob.clone(), profile, &crate::gas::Naive).unwrap();
                 proptest::prop_assert_eq!(p.len(), expect.len());
                 proptest::prop_assert_eq!(
-                    p.pcs.table.is_completed(),
+                    p.pcs.get().is_some(),
                     profile == Profile::V0_7,
                     "0.8 builds no table of offsets until asked"
                 );

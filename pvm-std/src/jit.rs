@@ -141,6 +141,18 @@ mod tests {
         }
     }
 
+    /// A JIT instance of `sp`'s code, its memory all inaccessible.
+    fn compiled(sp: &StandardProgram) -> JitInstance {
+        compile(
+            &sp.code,
+            Profile::V0_8,
+            &pvm_core::gas::Naive,
+            MemoryChecks::Hardware,
+            Parallelism::SERIAL,
+        )
+        .expect("compiles")
+    }
+
     /// `with_standard` gives the machine `with_memory` gives from Y's
     /// image: every page's access, every accessible byte, the registers
     /// and the heap.
@@ -152,19 +164,9 @@ mod tests {
         }
         let sp = program();
         let args: Vec<u8> = (0..300).map(|i| i as u8 ^ 0x5A).collect();
-        let new = || {
-            compile(
-                &sp.code,
-                Profile::V0_8,
-                &pvm_core::gas::Naive,
-                MemoryChecks::Hardware,
-                Parallelism::SERIAL,
-            )
-            .expect("compiles")
-        };
         let initial = sp.initialize::<FlatMemory>(&args).expect("Y");
-        let copied = with_memory(new(), &initial.memory).expect("copied");
-        let laid = with_standard(new(), &sp, &args).expect("laid out");
+        let copied = with_memory(compiled(&sp), &initial.memory).expect("copied");
+        let laid = with_standard(compiled(&sp), &sp, &args).expect("laid out");
         assert_eq!(laid.regs(), &initial.regs);
         assert_eq!(laid.heap(), Some(initial.heap));
         let mut accessible = 0;
@@ -192,17 +194,9 @@ mod tests {
             return;
         }
         let sp = program();
-        let jit = compile(
-            &sp.code,
-            Profile::V0_8,
-            &pvm_core::gas::Naive,
-            MemoryChecks::Hardware,
-            Parallelism::SERIAL,
-        )
-        .expect("compiles");
         let args = vec![0u8; 1 << 25];
         assert!(matches!(
-            with_standard(jit, &sp, &args),
+            with_standard(compiled(&sp), &sp, &args),
             Err(Error::OutOfRange {
                 what: "argument length",
                 ..
