@@ -185,8 +185,7 @@ mod tests {
         assert_eq!(accessible, 19);
     }
 
-    /// Arguments longer than Y allows: an error, and the instance's memory
-    /// left as it was (nothing mapped).
+    /// Arguments longer than Y allows: an error that names them.
     #[test]
     fn with_standard_refuses_too_long_arguments() {
         if !pvm_jit::is_available() {
